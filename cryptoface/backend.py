@@ -1,0 +1,500 @@
+"""The backend contract: what a plugin implements, and the checked API the core uses.
+
+A plugin implements `Engine`: a thin adapter of one FHE library over raw library objects,
+a few hundred lines. The core never calls an engine directly; it goes through `HEContext`,
+which owns every check (operand levels and scales, context identity, rotation keys, input
+validity, serialization integrity). Putting the checks here, once, means every backend
+fails the same clear way, and no library is handed operands it would crash on (Pyfhel
+aborts the process on some mismatched additions).
+
+Conventions every engine follows:
+- level = rescales still possible; a fresh ciphertext is at `params.depth`; 0 is the last.
+- vectors have `params.slots` entries; rotation by k is cyclic over them and moves entry
+  i+k to i (numpy: `np.roll(x, -k)`), whatever the library's own convention.
+- `mul` relinearizes but does not rescale: rescale is always explicit (the compiler's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import struct
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from .errors import (
+    CapabilityError,
+    ContextMismatchError,
+    InvalidInputError,
+    LevelExhaustedError,
+    LevelMismatchError,
+    MissingSecretKeyError,
+    RotationKeyError,
+    ScaleMismatchError,
+    SerializationError,
+)
+from .params import CKKSParams
+
+# Scales of operands that followed different rescale paths differ by the drift of the primes
+# from 2^scale_bits (about 1e-6 relative per rescale); such operands are aligned. Anything
+# further apart is a scheduling bug and is refused.
+SCALE_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the compiler plans around what it cannot."""
+
+    name: str
+    library: str
+    library_version: str
+    ring_dims: tuple[int, ...]
+    max_log_qp_128: dict[int, int]
+    bootstrapping: bool
+    rescale: str  # "manual": rescale ops run when asked; "automatic": library-managed, mapped
+    hoisted_rotations: bool
+    thread_control: bool
+    max_threads: int = 1
+    max_mod_bits: int = 60
+    key_switching: str = "single special prime"
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["max_log_qp_128"] = {str(k): v for k, v in self.max_log_qp_128.items()}
+        return d
+
+
+class Engine(ABC):
+    """One keyed CKKS context of one library. Subclass this in a backend plugin.
+
+    Raw objects (`ct`, `pt`) are whatever the library uses; the core never looks inside.
+    Class methods must import the library lazily, so that a missing library makes the
+    backend "unavailable" instead of breaking plugin discovery.
+    """
+
+    name: ClassVar[str]
+
+    params: CKKSParams
+    rotation_steps: frozenset[int]
+
+    # ---- backend-level ----------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def capabilities(cls) -> Capabilities:
+        """Import the library and describe it; raise if it is missing or broken."""
+
+    @classmethod
+    def bootstrap_depth(cls, level_budget: tuple[int, int], params: CKKSParams) -> int:
+        """Levels the bootstrap circuit consumes (backends that bootstrap override this)."""
+        raise CapabilityError(f"backend {cls.name!r} does not bootstrap")
+
+    @classmethod
+    @abstractmethod
+    def keygen(cls, params: CKKSParams, rotation_steps: Sequence[int]) -> "Engine":
+        """A new client context: secret, public, relinearization and the given rotation keys
+        (steps already normalized to [1, slots)), plus bootstrapping keys if
+        `params.bootstrap` is set."""
+
+    @abstractmethod
+    def public(self) -> "Engine":
+        """The evaluation context for the server: the same keys without the secret key."""
+
+    @property
+    @abstractmethod
+    def has_secret_key(self) -> bool: ...
+
+    @abstractmethod
+    def serialize(self) -> bytes:
+        """Everything this context holds (the secret key only if it has one)."""
+
+    @classmethod
+    @abstractmethod
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "Engine": ...
+
+    # ---- primitives on raw objects --------------------------------------------------------
+    @abstractmethod
+    def encode(self, values: np.ndarray, level: int, scale: float) -> Any:
+        """Plaintext of `values` (length slots, float64) at the given level and scale."""
+
+    @abstractmethod
+    def encrypt(self, values: np.ndarray) -> Any:
+        """Fresh ciphertext at level `params.depth`, scale `params.scale`."""
+
+    @abstractmethod
+    def decrypt(self, ct: Any) -> np.ndarray:
+        """The `slots` real values of `ct`."""
+
+    @abstractmethod
+    def add(self, a: Any, b: Any) -> Any: ...
+
+    @abstractmethod
+    def sub(self, a: Any, b: Any) -> Any: ...
+
+    @abstractmethod
+    def add_plain(self, ct: Any, pt: Any) -> Any: ...
+
+    @abstractmethod
+    def mul_plain(self, ct: Any, pt: Any) -> Any:
+        """Product with a plaintext, not rescaled."""
+
+    @abstractmethod
+    def mul(self, a: Any, b: Any) -> Any:
+        """Product of ciphertexts, relinearized, not rescaled."""
+
+    def square(self, a: Any) -> Any:
+        return self.mul(a, a)
+
+    @abstractmethod
+    def rescale(self, ct: Any) -> Any:
+        """Divide by the last prime: one level down, scale / q."""
+
+    @abstractmethod
+    def mod_switch_to(self, ct: Any, level: int) -> Any:
+        """Drop primes down to `level` without changing the scale."""
+
+    @abstractmethod
+    def rotate(self, ct: Any, step: int) -> Any:
+        """Cyclic rotation over `slots` by `step` in [1, slots) (a key exists for it)."""
+
+    def rotate_hoisted(self, ct: Any, steps: Sequence[int]) -> list[Any]:
+        """Several rotations of one ciphertext; libraries that hoist override this."""
+        return [self.rotate(ct, s) for s in steps]
+
+    def bootstrap(self, ct: Any) -> Any:
+        raise CapabilityError(f"backend {self.name!r} does not bootstrap")
+
+    @abstractmethod
+    def set_scale(self, ct: Any, scale: float) -> Any:
+        """Relabel the scale (used only to absorb prime drift, see SCALE_RTOL)."""
+
+    @abstractmethod
+    def level(self, ct: Any) -> int: ...
+
+    @abstractmethod
+    def scale(self, ct: Any) -> float: ...
+
+    def rescale_divisor(self, level: int) -> float:
+        """The prime a rescale at `level` divides by (default: the nominal 2^scale_bits)."""
+        return self.params.scale
+
+    @abstractmethod
+    def serialize_ciphertext(self, ct: Any) -> bytes: ...
+
+    @abstractmethod
+    def deserialize_ciphertext(self, data: bytes) -> Any: ...
+
+
+# ---------------------------------------------------------------------------------------
+# Checked handles and context
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Ciphertext:
+    """An opaque ciphertext with the metadata the core checks before every operation."""
+
+    raw: Any = field(repr=False)
+    context_id: str
+    backend: str
+    level: int
+    scale: float
+
+
+@dataclass(frozen=True, eq=False)
+class Plaintext:
+    raw: Any = field(repr=False)
+    context_id: str
+    level: int
+    scale: float
+
+
+_MAGIC = {b"CFCT": "ciphertext", b"CFCX": "context"}
+
+
+def _pack(magic: bytes, meta: dict, payload: bytes) -> bytes:
+    meta = dict(meta, sha256=hashlib.sha256(payload).hexdigest())
+    head = json.dumps(meta, sort_keys=True).encode()
+    return magic + struct.pack("<I", len(head)) + head + payload
+
+
+def unpack(data: bytes, magic: bytes) -> tuple[dict, bytes]:
+    """Split a cryptoface blob into header and payload, checking kind and integrity."""
+    what = _MAGIC[magic]
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise SerializationError(f"expected bytes for a serialized {what}, got {type(data).__name__}")
+    data = bytes(data)
+    if data[:4] != magic:
+        found = _MAGIC.get(data[:4])
+        raise SerializationError(
+            f"not a serialized cryptoface {what}" + (f" (it is a {found})" if found else "")
+        )
+    try:
+        (n,) = struct.unpack("<I", data[4:8])
+        meta = json.loads(data[8 : 8 + n])
+        payload = data[8 + n :]
+    except (struct.error, ValueError) as exc:
+        raise SerializationError(f"corrupted {what}: unreadable header ({exc})") from exc
+    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
+        raise SerializationError(f"corrupted {what}: checksum mismatch (truncated or altered bytes)")
+    return meta, payload
+
+
+class HEContext:
+    """A keyed CKKS context on one backend, with every operation checked.
+
+    The client holds one with the secret key; `public()` gives the server's evaluation
+    context, which cannot decrypt. Ciphertexts remember the context they belong to, so
+    mixing key sets or backends is an error rather than garbage.
+    """
+
+    def __init__(self, engine: Engine, context_id: str | None = None) -> None:
+        self.engine = engine
+        self.context_id = context_id or uuid.uuid4().hex
+        self.backend = engine.name
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def create(cls, engine_cls: type[Engine], params: CKKSParams, rotation_steps: Sequence[int] = ()) -> "HEContext":
+        params.check_security()
+        if params.bootstrap is not None and not engine_cls.capabilities().bootstrapping:
+            raise CapabilityError(f"backend {engine_cls.name!r} does not bootstrap; plan without bootstraps")
+        steps = normalize_steps(rotation_steps, params.slots)
+        return cls(engine_cls.keygen(params, sorted(steps)))
+
+    def public(self) -> "HEContext":
+        return HEContext(self.engine.public(), self.context_id)
+
+    @property
+    def params(self) -> CKKSParams:
+        return self.engine.params
+
+    @property
+    def slots(self) -> int:
+        return self.engine.params.slots
+
+    @property
+    def has_secret_key(self) -> bool:
+        return self.engine.has_secret_key
+
+    @property
+    def rotation_steps(self) -> frozenset[int]:
+        return self.engine.rotation_steps
+
+    def serialize(self) -> bytes:
+        meta = {
+            "backend": self.backend,
+            "context_id": self.context_id,
+            "params": self.params.to_dict(),
+            "rotation_steps": sorted(self.rotation_steps),
+            "has_secret_key": self.has_secret_key,
+        }
+        return _pack(b"CFCX", meta, self.engine.serialize())
+
+    @classmethod
+    def deserialize(cls, data: bytes, engine_cls: type[Engine]) -> "HEContext":
+        meta, payload = unpack(data, b"CFCX")
+        if meta["backend"] != engine_cls.name:
+            raise SerializationError(
+                f"context was made by backend {meta['backend']!r}, not {engine_cls.name!r}"
+            )
+        params = CKKSParams.from_dict(meta["params"])
+        try:
+            engine = engine_cls.deserialize(payload, params, meta["rotation_steps"])
+        except Exception as exc:  # library errors on bad bytes come in many types
+            raise SerializationError(f"cannot load {engine_cls.name} context: {exc}") from exc
+        return cls(engine, meta["context_id"])
+
+    # ---- encode / encrypt / decrypt ------------------------------------------------------
+    def _vector(self, values: Any) -> np.ndarray:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size > self.slots:
+            raise InvalidInputError(f"vector of length {v.size} exceeds the {self.slots} slots of this context")
+        if not np.all(np.isfinite(v)):
+            raise InvalidInputError("vector contains NaN or infinity; CKKS encodes finite reals only")
+        bound = self.params.max_abs_value
+        if v.size and np.max(np.abs(v)) >= bound:
+            raise InvalidInputError(
+                f"|value| up to {np.max(np.abs(v)):.3g} does not fit: at most {bound:.3g} decrypts "
+                f"correctly with first_mod_bits={self.params.first_mod_bits}, scale_bits={self.params.scale_bits}"
+            )
+        if v.size < self.slots:
+            v = np.concatenate([v, np.zeros(self.slots - v.size)])
+        return v
+
+    def _wrap(self, raw: Any) -> Ciphertext:
+        e = self.engine
+        return Ciphertext(raw, self.context_id, self.backend, e.level(raw), e.scale(raw))
+
+    def encode(self, values: Any, level: int | None = None, scale: float | None = None) -> Plaintext:
+        level = self.params.depth if level is None else level
+        scale = self.params.scale if scale is None else scale
+        if not 0 <= level <= self.params.depth:
+            raise LevelMismatchError(f"cannot encode at level {level}: the chain has levels 0..{self.params.depth}")
+        return Plaintext(self.engine.encode(self._vector(values), level, scale), self.context_id, level, scale)
+
+    def encrypt(self, values: Any) -> Ciphertext:
+        return self._wrap(self.engine.encrypt(self._vector(values)))
+
+    def decrypt(self, ct: Ciphertext) -> np.ndarray:
+        if not self.has_secret_key:
+            raise MissingSecretKeyError("this is an evaluation context without the secret key: it cannot decrypt")
+        self._own(ct)
+        return self.engine.decrypt(ct.raw)
+
+    # ---- checks -------------------------------------------------------------------------
+    def _own(self, *items: Ciphertext | Plaintext) -> None:
+        for x in items:
+            if not isinstance(x, (Ciphertext, Plaintext)):
+                raise TypeError(f"expected a Ciphertext or Plaintext, got {type(x).__name__}")
+            if isinstance(x, Ciphertext) and x.backend != self.backend:
+                raise ContextMismatchError(f"ciphertext of backend {x.backend!r} used in a {self.backend!r} context")
+            if x.context_id != self.context_id:
+                raise ContextMismatchError(
+                    "operand belongs to another key set (context "
+                    f"{x.context_id[:8]}, this is {self.context_id[:8]})"
+                )
+
+    def _same_level(self, op: str, a: Ciphertext | Plaintext, b: Ciphertext | Plaintext) -> None:
+        if a.level != b.level:
+            raise LevelMismatchError(
+                f"{op}: operands at levels {a.level} and {b.level}; mod-switch the higher one first"
+            )
+
+    def _scales_close(self, op: str, a: float, b: float) -> bool:
+        if math.isclose(a, b, rel_tol=1e-12):
+            return True
+        if math.isclose(a, b, rel_tol=SCALE_RTOL):
+            return False
+        raise ScaleMismatchError(f"{op}: operand scales 2^{math.log2(a):.3f} and 2^{math.log2(b):.3f} differ")
+
+    def _align(self, op: str, a: Ciphertext, b: Ciphertext) -> tuple[Any, Any]:
+        self._own(a, b)
+        self._same_level(op, a, b)
+        if self._scales_close(op, a.scale, b.scale):
+            return a.raw, b.raw
+        return a.raw, self.engine.set_scale(b.raw, a.scale)
+
+    def _need_level(self, op: str, ct: Ciphertext) -> None:
+        if ct.level < 1:
+            raise LevelExhaustedError(
+                f"{op}: ciphertext is at level 0, no multiplicative level left "
+                "(bootstrap, or compile with a deeper chain)"
+            )
+
+    def _plain_for(self, ct: Ciphertext, values: Any, scale: float) -> Plaintext:
+        if isinstance(values, Plaintext):
+            self._own(values)
+            self._same_level("plaintext", ct, values)
+            return values
+        return self.encode(values, ct.level, scale)
+
+    # ---- arithmetic -----------------------------------------------------------------------
+    def add(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        return self._wrap(self.engine.add(*self._align("add", a, b)))
+
+    def sub(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        return self._wrap(self.engine.sub(*self._align("sub", a, b)))
+
+    def add_plain(self, ct: Ciphertext, values: Any) -> Ciphertext:
+        """Add plaintext values (encoded at the ciphertext's level and scale)."""
+        self._own(ct)
+        pt = self._plain_for(ct, values, ct.scale)
+        self._scales_close("add_plain", ct.scale, pt.scale)
+        return self._wrap(self.engine.add_plain(ct.raw, pt.raw))
+
+    def mul_plain(self, ct: Ciphertext, values: Any, scale: float | None = None) -> Ciphertext:
+        """Multiply by plaintext values, encoded by default at the scale of the prime the next
+        rescale divides by, so that mul_plain + rescale returns the ciphertext's own scale."""
+        self._own(ct)
+        self._need_level("mul_plain", ct)
+        scale = self.engine.rescale_divisor(ct.level) if scale is None else scale
+        pt = self._plain_for(ct, values, scale)
+        return self._wrap(self.engine.mul_plain(ct.raw, pt.raw))
+
+    def mul(self, a: Ciphertext, b: Ciphertext) -> Ciphertext:
+        self._need_level("mul", a)
+        return self._wrap(self.engine.mul(*self._align("mul", a, b)))
+
+    def square(self, a: Ciphertext) -> Ciphertext:
+        self._own(a)
+        self._need_level("square", a)
+        return self._wrap(self.engine.square(a.raw))
+
+    def rescale(self, ct: Ciphertext) -> Ciphertext:
+        self._own(ct)
+        self._need_level("rescale", ct)
+        return self._wrap(self.engine.rescale(ct.raw))
+
+    def mod_switch_to(self, ct: Ciphertext, level: int) -> Ciphertext:
+        self._own(ct)
+        if level > ct.level or level < 0:
+            raise LevelMismatchError(f"mod_switch_to: cannot go from level {ct.level} to {level}")
+        if level == ct.level:
+            return ct
+        return self._wrap(self.engine.mod_switch_to(ct.raw, level))
+
+    def rotate(self, ct: Ciphertext, step: int) -> Ciphertext:
+        self._own(ct)
+        k = step % self.slots
+        if k == 0:
+            return ct
+        self._need_key(step, k)
+        return self._wrap(self.engine.rotate(ct.raw, k))
+
+    def rotate_many(self, ct: Ciphertext, steps: Sequence[int]) -> dict[int, Ciphertext]:
+        """Rotations of one ciphertext by several steps (hoisted where the library can)."""
+        self._own(ct)
+        wanted = sorted({s % self.slots for s in steps} - {0})
+        for k in wanted:
+            self._need_key(k, k)
+        out = {0: ct}
+        for k, raw in zip(wanted, self.engine.rotate_hoisted(ct.raw, wanted)):
+            out[k] = self._wrap(raw)
+        return {s: out[s % self.slots] for s in steps}
+
+    def _need_key(self, step: int, k: int) -> None:
+        if k not in self.rotation_steps:
+            raise RotationKeyError(
+                f"no rotation key for step {step} (= {k} mod {self.slots}); keys exist for "
+                f"{sorted(self.rotation_steps)[:20]}{' ...' if len(self.rotation_steps) > 20 else ''}"
+            )
+
+    def bootstrap(self, ct: Ciphertext) -> Ciphertext:
+        self._own(ct)
+        if self.params.bootstrap is None:
+            raise CapabilityError(
+                f"context has no bootstrapping keys (backend {self.backend!r}, params.bootstrap unset)"
+            )
+        return self._wrap(self.engine.bootstrap(ct.raw))
+
+    # ---- ciphertext serialization ---------------------------------------------------------
+    def serialize_ciphertext(self, ct: Ciphertext) -> bytes:
+        self._own(ct)
+        meta = {"backend": self.backend, "context_id": self.context_id, "level": ct.level, "scale": ct.scale}
+        return _pack(b"CFCT", meta, self.engine.serialize_ciphertext(ct.raw))
+
+    def deserialize_ciphertext(self, data: bytes) -> Ciphertext:
+        meta, payload = unpack(data, b"CFCT")
+        if meta["backend"] != self.backend:
+            raise ContextMismatchError(f"ciphertext was made by backend {meta['backend']!r}, this is {self.backend!r}")
+        if meta["context_id"] != self.context_id:
+            raise ContextMismatchError("ciphertext belongs to another key set")
+        try:
+            raw = self.engine.deserialize_ciphertext(payload)
+        except Exception as exc:
+            raise SerializationError(f"corrupted ciphertext: {self.backend} cannot load it ({exc})") from exc
+        ct = self._wrap(raw)
+        if ct.level != meta["level"]:
+            raise SerializationError(f"corrupted ciphertext: header says level {meta['level']}, payload {ct.level}")
+        return ct
+
+
+def normalize_steps(steps: Sequence[int], slots: int) -> set[int]:
+    """Rotation steps as the keys that serve them: k mod slots, without the identity."""
+    return {int(s) % slots for s in steps} - {0}

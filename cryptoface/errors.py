@@ -1,0 +1,70 @@
+"""Every error cryptoface raises on purpose is a `CryptofaceError`.
+
+Callers (the CLI, the server) catch this one base class and show its message; anything
+else escaping the library is a bug. Each subclass names one kind of misuse so tests and
+users can tell them apart without parsing messages.
+"""
+
+
+class CryptofaceError(Exception):
+    """Base class of all deliberate cryptoface errors."""
+
+
+class ConfigError(CryptofaceError):
+    """Bad configuration: unknown backend, unreadable config file, bad option."""
+
+
+class BackendUnavailableError(CryptofaceError):
+    """A backend is registered but its library is missing or broken."""
+
+
+class CapabilityError(CryptofaceError):
+    """The backend cannot do what was asked (e.g. bootstrap on SEAL)."""
+
+
+class InsecureParametersError(CryptofaceError):
+    """Parameters below 128-bit security without `insecure_test_params`."""
+
+
+class ParameterError(CryptofaceError):
+    """Parameters that are inconsistent or that the library refuses."""
+
+
+class InvalidInputError(CryptofaceError):
+    """Values that cannot be encrypted: too long, NaN/inf, too large for the modulus."""
+
+
+class ContextMismatchError(CryptofaceError):
+    """Operands from different key sets or different backends were combined."""
+
+
+class LevelMismatchError(CryptofaceError):
+    """Operands at different levels met without an explicit mod-switch."""
+
+
+class ScaleMismatchError(CryptofaceError):
+    """Operands whose scales differ by more than rounding drift."""
+
+
+class LevelExhaustedError(CryptofaceError):
+    """No multiplicative level is left for the requested operation."""
+
+
+class RotationKeyError(CryptofaceError):
+    """A rotation was requested for a step whose Galois key was not generated."""
+
+
+class MissingSecretKeyError(CryptofaceError):
+    """Decryption was attempted with an evaluation (server) context."""
+
+
+class SerializationError(CryptofaceError):
+    """Bytes that are not a valid cryptoface object: corrupted, truncated or foreign."""
+
+
+class CompileError(CryptofaceError):
+    """The compiler cannot produce a plan (depth, memory, unsupported op...)."""
+
+
+class UnsupportedOpError(CompileError):
+    """An ONNX op or attribute the importer does not support."""
