@@ -113,6 +113,14 @@ class Engine(ABC):
     def serialize(self) -> bytes:
         """Everything this context holds (the secret key only if it has one)."""
 
+    @abstractmethod
+    def secret_key_bytes(self) -> bytes:
+        """The serialized secret key (client contexts only).
+
+        Only the conformance suite calls it, to prove that the evaluation context's bytes do
+        not contain the secret key.
+        """
+
     @classmethod
     @abstractmethod
     def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "Engine": ...

@@ -89,6 +89,11 @@ class SimulatorEngine(Engine):
     def serialize(self) -> bytes:
         return json.dumps({"key_id": self.key_id, "secret": self._secret}).encode()
 
+    def secret_key_bytes(self) -> bytes:
+        if self._secret is None:
+            raise MissingSecretKeyError("evaluation context has no secret key")
+        return self._secret.encode()
+
     @classmethod
     def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "SimulatorEngine":
         d = json.loads(data)
