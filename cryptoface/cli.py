@@ -75,6 +75,47 @@ def config(backend: Optional[str] = BackendOpt, config_path: Optional[Path] = Co
                            "threads": cfg.threads, "config_file": str(cfg.path) if cfg.path else None}, indent=2))
 
 
+@app.command()
+def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="One backend (default: every available one)."),
+         config_path: Optional[Path] = ConfigOpt) -> None:
+    """Run an encrypted computation on each backend and print it against numpy.
+
+    The client encrypts, a server context (evaluation keys only, loaded from bytes) computes
+    a degree-7 polynomial and a rotate-and-sum, and the client decrypts.
+    """
+    import time
+
+    import numpy as np
+
+    from .backend import HEContext
+    from .plugins import get_plugins
+    from .testing.conftest import PARAMS, STEPS
+    from .testing.programs import poly7_then_rotate_sum, poly7_then_rotate_sum_reference
+
+    plugins = get_plugins()
+    names = [backend] if backend else [b.name for b in plugins.backends() if b.available]
+    x = np.random.default_rng(0).uniform(-1, 1, PARAMS.slots)
+    ref = poly7_then_rotate_sum_reference(x, PARAMS.slots)
+    table = Table(title=f"p7(x) then rotate-and-sum over {PARAMS.slots} slots, N={PARAMS.ring_dim}, 128-bit")
+    for col in ("backend", "first values (encrypted)", "numpy", "max abs error", "seconds"):
+        table.add_column(col)
+    try:
+        for name in names:
+            engine = plugins.get(name)
+            t0 = time.perf_counter()
+            client = HEContext.create(engine, PARAMS, STEPS)
+            server = HEContext.deserialize(client.public().serialize(), engine)
+            ct = server.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(x)))
+            out = server.serialize_ciphertext(poly7_then_rotate_sum(server, ct, PARAMS.slots))
+            got = client.decrypt(client.deserialize_ciphertext(out))
+            secs = time.perf_counter() - t0
+            table.add_row(name, np.array2string(got[:3], precision=5), np.array2string(ref[:3], precision=5),
+                          f"{np.max(np.abs(got - ref)):.2e}", f"{secs:.2f}")
+    except CryptofaceError as exc:
+        _fail(exc)
+    console.print(table)
+
+
 @bench_app.command("primitives")
 def bench_primitives(
     backend: Optional[str] = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available one)."),
