@@ -1,0 +1,1 @@
+"""Running compiled HE programs on a backend."""
