@@ -47,7 +47,8 @@ def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train  # noqa: PLC0415
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size,
-                      distill_weight=args.distill_weight, teacher=args.teacher, checkpoint_dir=args.out)
+                      distill_weight=args.distill_weight, teacher=args.teacher, checkpoint_dir=args.out,
+                      threads=args.threads)
     result = train(cfg)
     last = result.history[-1]
     print(f"trained {args.model} for {result.epochs} epochs in {result.seconds:.0f} s; last epoch {last}")
@@ -81,9 +82,9 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from .pipeline import TOLERANCE, verify_file  # noqa: PLC0415
 
-    fusion, ort_check = verify_file(args.model, args.checkpoint)
-    print(fusion.line())
-    print(ort_check.line())
+    fusion, ort_check, torch32 = verify_file(args.model, args.checkpoint)
+    for line in (fusion, ort_check, torch32):
+        print(line.line())
     ok = ort_check.worst <= TOLERANCE
     print(f"{'OK' if ok else 'FAIL'}: onnxruntime vs torch max abs error {ort_check.worst:.3e} "
           f"({'<=' if ok else '>'} {TOLERANCE})")
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--distill-weight", type=float, default=0.0)
     s.add_argument("--teacher", help=".npy of teacher embeddings (cryptoface-export teacher)")
+    s.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is faster on a busy machine)")
     s.add_argument("--out", default="runs/default", help="checkpoint directory (resumes from last.pt)")
     s.set_defaults(func=_train)
 

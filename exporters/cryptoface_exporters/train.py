@@ -46,8 +46,9 @@ class TrainConfig:
     teacher: str | None = None  # .npy of teacher embeddings, one row per ORL image
     max_shift: int = 0  # pixels; 0 means input_size // 16
     grad_clip: float = 5.0
-    threads: int = 2
+    threads: int = 1
     checkpoint_dir: str = "runs/default"
+    stop_after: int | None = None  # stop (resumably) after this epoch, e.g. to time-box a run
     split: IdentitySplit = field(default_factory=orl_split)
 
 
@@ -137,6 +138,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     t0 = time.time()
     bar = tqdm(range(start, cfg.epochs + 1), desc=f"train {cfg.model}", disable=not progress, unit="epoch")
     for epoch in bar:
+        if cfg.stop_after is not None and epoch > cfg.stop_after:
+            break
         model.train()
         head.m = cfg.arcface_m * min(1.0, epoch / max(1, cfg.margin_warmup_epochs))
         perm = torch.randperm(len(x_train), generator=gen)
@@ -171,5 +174,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                     "history": history, "train_config": {k: v for k, v in asdict(cfg).items() if k != "split"}}, last)
     seconds = time.time() - t0
     model.eval()
+    if history and history[-1]["epoch"] < cfg.epochs:
+        return TrainResult(model=model, seconds=seconds, epochs=history[-1]["epoch"], history=history)
     save_backbone(model, ckpt_dir / "backbone.pt", {"train_seconds": seconds, "history": history})
     return TrainResult(model=model, seconds=seconds, epochs=cfg.epochs, history=history)

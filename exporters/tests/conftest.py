@@ -7,6 +7,9 @@ import torch
 from cryptoface_exporters.config import get_config
 from cryptoface_exporters.model import CryptoFaceNet
 
+# One thread: the test machines are shared, and oversubscribed torch threads are far slower.
+torch.set_num_threads(1)
+
 
 def randomized_model(name: str, seed: int = 0) -> CryptoFaceNet:
     """A model whose HerPN scales/shifts and BN statistics are all non-trivial, in eval mode."""

@@ -26,9 +26,10 @@ def test_known_overlap():
     gen, imp = np.linspace(0.6, 0.9, 100), np.linspace(0.0, 0.7, 100)
     scores, same = np.concatenate([gen, imp]), np.array([True] * 100 + [False] * 100)
     t, acc = best_threshold(scores, same)
-    assert 0.6 <= t <= 0.7 and acc > 0.9
+    assert 0.55 <= t <= 0.7 and acc > 0.9
     assert tar_at_far(scores, same, 1e-3) is None  # too few impostors for FAR 1e-3
-    assert tar_at_far(scores, same, 1e-2) == pytest.approx(np.mean(gen > 0.7), abs=0.02)
+    # FAR <= 1e-2 with 100 impostors lets exactly one (the top one) through
+    assert tar_at_far(scores, same, 1e-2) == np.mean(gen > imp[-2])
 
 
 def test_table_has_a_row_per_result():
