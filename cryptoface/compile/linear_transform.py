@@ -26,7 +26,7 @@ M is evaluated with generalised diagonals and Halevi–Shoup baby-step/giant-ste
 Memory: a diagonal is a dense float64 vector of n slots (256 KiB at n = 32768); a layer has
 up to ~1000 of them (250 MiB), and encoded at a high level on a real backend each is far
 larger (N·(L+1)·8 bytes: ~15 MiB at N = 2^16, L = 30). So diagonals are never stored: the
-plan keeps the sorted COO entries (about 2.4 M for the largest CryptoFaceNet conv, ~40 MB)
+plan keeps the sorted COO entries (about 2.3 M for the largest CryptoFaceNet conv, 36 MB)
 and builds the diagonals of one giant step at a time, encoding them just before use.
 
 `python -m cryptoface.compile.linear_transform --table [--slots N]` prints the per-layer
@@ -451,6 +451,61 @@ class LinearTransformPlan:
             acc = ctx.add(acc, ctx.rotate(acc, s))
         if add_bias and self.bias is not None:
             acc = ctx.add_plain(acc, self.bias_vector())
+        return acc
+
+    def emit(self, section: Any, constants: Any, x: str, prefix: str, add_bias: bool = True) -> str:
+        """Append this plan's instructions to a `program.Section`; returns the output name.
+
+        The same schedule as `evaluate`, as primitive ops: one `rotate_many` (hoisted baby
+        steps), mul_plain/add per diagonal, a rotate per giant step, one rescale, the
+        replication rotate-and-adds, add_plain of the bias. Diagonals are lazy constants
+        (`constants.add`, key f"{prefix}.diag{k}@{-j}") built only when the runtime runs them.
+        `prefix` must make value and constant names unique in the program.
+        """
+        from .program import Instr, rotated_name
+
+        emit = section.instrs.append
+        babies = f"{prefix}.baby"
+        if self.baby_steps:
+            emit(Instr("rotate_many", babies, (x,), steps=self.baby_steps))
+        baby_name = {i: (rotated_name(babies, i) if i else x) for i in (0,) + self.baby_steps}
+        acc: str | None = None
+        for j, group in self.giant_groups():
+            inner: str | None = None
+            for i, k in group:
+                key = constants.add(
+                    f"{prefix}.diag{k}@{-j}",
+                    {"kind": "diagonal", "layer": self.name, "diagonal": self.diagonals[k], "pre_rotation": -j},
+                    lambda k=k, j=j: self.diagonal(k, -j),
+                )
+                term = f"{prefix}.m{k}"
+                emit(Instr("mul_plain", term, (baby_name[i],), const=key))
+                if inner is not None:
+                    emit(Instr("add", f"{prefix}.s{k}", (inner, term)))
+                    term = f"{prefix}.s{k}"
+                inner = term
+            assert inner is not None
+            if j:
+                emit(Instr("rotate", f"{prefix}.g{j}", (inner,), step=j))
+                inner = f"{prefix}.g{j}"
+            if acc is not None:
+                emit(Instr("add", f"{prefix}.acc{j}", (acc, inner)))
+                inner = f"{prefix}.acc{j}"
+            acc = inner
+        if acc is None:
+            key = constants.add(f"{prefix}.zero", {"kind": "zeros"}, lambda: np.zeros(self.slots))
+            emit(Instr("mul_plain", f"{prefix}.m", (x,), const=key))
+            acc = f"{prefix}.m"
+        emit(Instr("rescale", f"{prefix}.r", (acc,)))
+        acc = f"{prefix}.r"
+        for s in self.replication_steps:
+            emit(Instr("rotate", f"{prefix}.rot{s}", (acc,), step=s))
+            emit(Instr("add", f"{prefix}.rep{s}", (acc, f"{prefix}.rot{s}")))
+            acc = f"{prefix}.rep{s}"
+        if add_bias and self.bias is not None:
+            key = constants.add(f"{prefix}.bias", {"kind": "bias", "layer": self.name}, self.bias_vector)
+            emit(Instr("add_plain", f"{prefix}.out", (acc,), const=key))
+            acc = f"{prefix}.out"
         return acc
 
     def evaluate_plain(self, vec: np.ndarray, add_bias: bool = True) -> np.ndarray:

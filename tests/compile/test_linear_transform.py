@@ -238,6 +238,31 @@ def test_plan_reports_keys_and_counts():
     assert all(0 < s < 2048 for s in plan.rotation_steps)
 
 
+def test_emitted_program_runs_on_the_interpreter_like_evaluate():
+    from cryptoface.compile.program import ConstantTable, HEProgram, Section
+    from cryptoface.runtime.interpreter import run_section
+
+    rng = np.random.default_rng(9)
+    lay = Layout.multiplexed(8, 4, 4, 512, 1)
+    w, b = rng.uniform(-1, 1, (16, 8, 3, 3)), rng.uniform(-1, 1, 16)
+    x = rng.uniform(-1, 1, (8, 4, 4))
+    m = conv2d_map(lay, w, b, 2, 1)
+    plan = plan_linear_transform(m)
+    section, constants = Section("conv", ("x",), ()), ConstantTable()
+    out = plan.emit(section, constants, "x", "conv0")
+    section.outputs = (out,)
+    ctx = simulator(512, plan.rotation_steps)
+    program = HEProgram(ctx.params, list(plan.rotation_steps), False, [section], constants, {}, {})
+    counts = section.counts()
+    c = plan.counts
+    assert counts["rotate_many"] + counts["rotate"] == c.rotations and counts["mul_plain"] == c.plaintext_mults
+    assert counts["add"] == c.additions and counts["rescale"] == 1
+    ct = ctx.encrypt(lay.pack(x))
+    y = run_section(ctx, program, section, {"x": ct})[out]
+    assert y.level == ct.level - 1
+    assert np.abs(m.out_layout.unpack(ctx.decrypt(y)) - ref_conv(x, w, 2, 1) - b[:, None, None]).max() < CKKS_TOL
+
+
 # ---- counts against PACKING.md §2.4 and MPCNN -----------------------------------------------
 # MPCNN (rotations, mults) at n = 32768, and the Orion-style diagonal counts, from §2.4.
 PACKING_TABLE = {
