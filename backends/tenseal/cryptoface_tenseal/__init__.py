@@ -96,14 +96,21 @@ def _unpack_sections(data: bytes) -> dict[str, bytes]:
 
 
 class _Keys:
-    """The SEAL objects of one key set; shared (read-only) by a client and its public view."""
+    """The SEAL objects of one key set; shared (read-only) by a client and its public view.
 
-    def __init__(self, params: CKKSParams, seal_context: Any, public_key: Any, relin_keys: Any, galois_keys: Any) -> None:
+    `wire` holds SEAL's seeded serializations from key generation (half the bytes of an
+    expanded key: the random half is replaced by its PRNG seed). The client sends these and
+    never expands its Galois keys unless it rotates itself; a loaded context has no `wire`
+    and re-serializes its expanded keys.
+    """
+
+    def __init__(self, params: CKKSParams, seal_context: Any, public_key: Any, relin_keys: Any, galois_keys: Any | None, wire: dict[str, bytes] | None = None) -> None:
         s = _sealapi()
         self.context = seal_context
         self.public_key = public_key
         self.relin_keys = relin_keys
-        self.galois_keys = galois_keys
+        self._galois_keys = galois_keys
+        self.wire = wire or {}
         self.encoder = s.CKKSEncoder(seal_context)
         self.encryptor = s.Encryptor(seal_context, public_key)
         self.evaluator = s.Evaluator(seal_context)
@@ -118,6 +125,18 @@ class _Keys:
             cd = cd.next_context_data()
         if sorted(self.parms_ids) != list(range(params.depth + 1)):
             raise RuntimeError(f"SEAL built chain indices {sorted(self.parms_ids)} for depth {params.depth}")
+
+    @property
+    def galois_keys(self) -> Any:
+        if self._galois_keys is None:
+            gk = _sealapi().GaloisKeys()
+            if "galois_keys" in self.wire:
+                _load(gk, self.context, self.wire["galois_keys"])
+            self._galois_keys = gk
+        return self._galois_keys
+
+    def save(self, name: str) -> bytes:
+        return self.wire[name] if name in self.wire else _save(getattr(self, name))
 
 
 def _seal_context(params: CKKSParams) -> Any:
@@ -140,7 +159,7 @@ def _seal_context(params: CKKSParams) -> Any:
 
 
 def _galois_elements(seal_context: Any, steps: Sequence[int]) -> list[int]:
-    # create_galois_keys(list, out) binds SEAL's Galois-element overload, not the step one.
+    # sealapi's create_galois_keys(list) binds SEAL's Galois-element overload, not the step one.
     return list(seal_context.key_context_data().galois_tool().get_elts_from_steps([int(k) for k in steps]))
 
 
@@ -200,12 +219,13 @@ class TenSEALEngine(Engine):
             raise CapabilityError("the tenseal backend does not bootstrap")
         ctx = _seal_context(params)
         kg = s.KeyGenerator(ctx)
-        pk, rk, gk = s.PublicKey(), s.RelinKeys(), s.GaloisKeys()
+        pk = s.PublicKey()  # sealapi does not bind the seeded (Serializable) public key
         kg.create_public_key(pk)
-        kg.create_relin_keys(rk)
+        wire = {"relin_keys": _save(kg.create_relin_keys())}
         if rotation_steps:
-            kg.create_galois_keys(_galois_elements(ctx, rotation_steps), gk)
-        return cls(params, rotation_steps, _Keys(params, ctx, pk, rk, gk), kg.secret_key())
+            wire["galois_keys"] = _save(kg.create_galois_keys(_galois_elements(ctx, rotation_steps)))
+        rk = _load(s.RelinKeys(), ctx, wire["relin_keys"])
+        return cls(params, rotation_steps, _Keys(params, ctx, pk, rk, None, wire), kg.secret_key())
 
     def public(self) -> "TenSEALEngine":
         return TenSEALEngine(self.params, sorted(self.rotation_steps), self._keys, None)
@@ -215,10 +235,8 @@ class TenSEALEngine(Engine):
         return self._secret_key is not None
 
     def serialize(self) -> bytes:
-        k = self._keys
-        sections = {"public_key": _save(k.public_key), "relin_keys": _save(k.relin_keys)}
-        if self.rotation_steps:
-            sections["galois_keys"] = _save(k.galois_keys)
+        names = ["public_key", "relin_keys"] + (["galois_keys"] if self.rotation_steps else [])
+        sections = {name: self._keys.save(name) for name in names}
         if self._secret_key is not None:
             sections["secret_key"] = _save(self._secret_key)
         return _pack_sections(sections)

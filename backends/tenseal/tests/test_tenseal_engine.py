@@ -143,3 +143,16 @@ def test_ring_dim_beyond_seal_128_table_is_refused() -> None:
     params = CKKSParams(ring_dim=65536, depth=20)
     with pytest.raises(CapabilityError, match="128-bit"):
         HEContext.create(TenSEALEngine, params, [1])
+
+
+def test_client_sends_seeded_keys() -> None:
+    # Key generation keeps SEAL's seeded serialization: about half the bytes of expanded
+    # keys. The client does not expand its Galois keys unless it rotates itself.
+    client = HEContext.create(TenSEALEngine, PARAMS, [1, 2, 3])
+    assert client.engine._keys._galois_keys is None
+    wire = client.public().serialize()
+    server = HEContext.deserialize(wire, TenSEALEngine)
+    assert len(wire) < 0.7 * len(server.serialize())
+    again = HEContext.deserialize(server.serialize(), TenSEALEngine)  # expanded form loads too
+    ct = again.rotate(again.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(np.arange(16.0)))), 3)
+    close(client.decrypt(client.deserialize_ciphertext(again.serialize_ciphertext(ct))), np.roll(np.arange(16.0), -3))
