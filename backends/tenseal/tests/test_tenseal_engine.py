@@ -107,6 +107,15 @@ def test_add_plain_absorbs_prime_drift(ctx: HEContext, x) -> None:
     close(ctx.decrypt(ctx.add_plain(a, pt)), x * x + x)
 
 
+def test_add_aligns_drifted_scales_without_touching_operands(ctx: HEContext, x) -> None:
+    ct = ctx.encrypt(x)
+    drifted = ctx.rescale(ctx.mul(ct, ct))  # 2^80 / q
+    exact = ctx.rescale(ctx.mul_plain(ct, x))  # 2^40 exactly
+    assert drifted.scale != exact.scale
+    close(ctx.decrypt(ctx.add(exact, drifted)), 2 * x * x)  # set_scale on a copy
+    assert exact.raw.scale == exact.scale and drifted.raw.scale == drifted.scale
+
+
 def test_server_context_holds_no_secret(ctx: HEContext, x) -> None:
     blob = ctx.public().serialize()
     assert ctx.engine.secret_key_bytes() not in blob
