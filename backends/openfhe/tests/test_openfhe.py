@@ -1,0 +1,293 @@
+"""OpenFHE-specific tests; the shared contract is checked by `pytest --pyargs cryptoface.testing`.
+
+Bootstraps run at N=2^12, 8 slots, budget (2, 2), scale 2^50: insecure test parameters, a few
+seconds each. Bootstrapped values agree with numpy to about 2e-3 here (measured 1e-3..5e-3), so
+the tolerance is 1e-2; everything without a bootstrap is checked to 1e-5.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from cryptoface.backend import HEContext
+from cryptoface.errors import CapabilityError, MissingSecretKeyError, ParameterError, SerializationError
+from cryptoface.params import BootstrapConfig, CKKSParams
+from cryptoface.plugins import get_plugins
+from cryptoface_openfhe import OPENFHE_MAX_LOG_QP_128, OpenFHEEngine, _make_context, _seal, _unseal
+
+ATOL = 1e-5
+BOOT_ATOL = 1e-2
+SLOTS = 8
+BUDGET = (2, 2)
+LEFT = 3  # levels left after a bootstrap
+
+
+def close(a, b, atol: float = ATOL) -> None:
+    err = float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+    assert err < atol, f"max abs error {err:.3g} >= {atol}"
+
+
+def small_params(**kw) -> CKKSParams:
+    base = dict(ring_dim=4096, depth=4, scale_bits=40, first_mod_bits=60, slots=SLOTS, insecure_test_params=True)
+    return CKKSParams(**{**base, **kw})
+
+
+def boot_params() -> CKKSParams:
+    bd = OpenFHEEngine.bootstrap_depth(BUDGET, small_params())
+    return small_params(depth=bd + LEFT, scale_bits=50, bootstrap=BootstrapConfig(BUDGET, bd))
+
+
+@pytest.fixture(scope="module")
+def ctx() -> HEContext:
+    return HEContext.create(OpenFHEEngine, small_params(), [1, 2, 3, 5])
+
+
+@pytest.fixture(scope="module")
+def bctx() -> HEContext:
+    return HEContext.create(OpenFHEEngine, boot_params(), [1])
+
+
+@pytest.fixture()
+def x() -> np.ndarray:
+    return np.random.default_rng(11).uniform(-1, 1, SLOTS)
+
+
+# ---- registration and capabilities ------------------------------------------------------------
+
+
+def test_registered_and_available() -> None:
+    info = {b.name: b for b in get_plugins().backends()}["openfhe"]
+    assert info.available, info.reason
+    caps = info.capabilities
+    assert caps.library == "OpenFHE" and caps.bootstrapping and caps.hoisted_rotations
+    assert caps.rescale == "manual" and caps.thread_control
+    assert caps.ring_dims == tuple(2**k for k in range(10, 18))
+    assert caps.max_log_qp_128 == OPENFHE_MAX_LOG_QP_128
+
+
+def test_bootstrap_depth_matches_openfhe() -> None:
+    import openfhe
+
+    for budget in [(1, 1), (2, 2), (3, 3), (4, 4)]:
+        want = openfhe.CryptoContext.GetBootstrapDepth(list(budget), openfhe.UNIFORM_TERNARY)
+        assert OpenFHEEngine.bootstrap_depth(budget, small_params()) == want
+
+
+# ---- levels, scales, rescale --------------------------------------------------------------------
+
+
+def test_levels_and_scales_follow_the_contract(ctx: HEContext, x) -> None:
+    ct = ctx.encrypt(x)
+    assert ct.level == 4 and ct.scale == 2.0**40
+    sq = ctx.mul(ct, ct)
+    assert sq.level == 4 and sq.scale == 2.0**80  # FIXEDMANUAL: relinearized, not rescaled
+    assert sq.raw.NumberCiphertextElements() == 2
+    r = ctx.rescale(sq)
+    assert r.level == 3 and r.scale == 2.0**40
+    close(ctx.decrypt(r), x * x)
+    # a plaintext at scale^2 added to an unrescaled product
+    close(ctx.decrypt(ctx.rescale(ctx.add_plain(sq, ctx.encode(x, 4, 2.0**80)))), x * x + x)
+
+
+def test_plaintexts_at_every_level(ctx: HEContext, x) -> None:
+    for level in range(1, 5):
+        ct = ctx.mod_switch_to(ctx.encrypt(x), level)
+        out = ctx.rescale(ctx.mul_plain(ct, 0.5 * x))
+        assert out.level == level - 1
+        close(ctx.decrypt(ctx.add_plain(out, x)), 0.5 * x * x + x)
+
+
+def test_unsupported_scale_is_a_clear_error(ctx: HEContext, x) -> None:
+    with pytest.raises(CapabilityError, match="FIXEDMANUAL"):
+        ctx.encode(x, 4, 2.0**33)
+
+
+# ---- rotations ------------------------------------------------------------------------------------
+
+
+def test_hoisted_rotations_equal_plain_rotations(ctx: HEContext, x) -> None:
+    for level in (4, 1):
+        ct = ctx.mod_switch_to(ctx.encrypt(x), level)
+        hoisted = ctx.engine.rotate_hoisted(ct.raw, [1, 2, 3, 5])
+        for step, h in zip([1, 2, 3, 5], hoisted):
+            plain = ctx.decrypt(ctx.rotate(ct, step))
+            close(plain, np.roll(x, -step))
+            close(ctx.engine.decrypt(h), plain)
+
+
+# ---- bootstrapping ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_bootstrap_matches_numpy(bctx: HEContext, start: int) -> None:
+    v = 0.95 * np.random.default_rng(start).uniform(-1, 1, SLOTS)
+    out = bctx.bootstrap(bctx.mod_switch_to(bctx.encrypt(v), start))
+    assert out.level == bctx.params.depth - bctx.params.bootstrap.depth == LEFT
+    assert out.scale == bctx.params.scale
+    close(bctx.decrypt(out), v, BOOT_ATOL)
+    # every level left is usable: LEFT multiplications down to level 0
+    acc = out
+    for _ in range(LEFT):
+        acc = bctx.rescale(bctx.mul(acc, bctx.mod_switch_to(out, acc.level)))
+    assert acc.level == 0
+    close(bctx.decrypt(acc), v ** (LEFT + 1), BOOT_ATOL)
+
+
+def test_bootstrap_above_target_level_only_drops_levels(bctx: HEContext, x) -> None:
+    out = bctx.bootstrap(bctx.encrypt(x))
+    assert out.level == LEFT
+    close(bctx.decrypt(out), x)
+
+
+def test_wrong_bootstrap_depth_is_refused() -> None:
+    p = boot_params()
+    d = p.to_dict()
+    d.pop("bootstrap")
+    bad = CKKSParams(**d, bootstrap=BootstrapConfig(BUDGET, p.bootstrap.depth - 1))
+    with pytest.raises(ParameterError, match="consumes"):
+        OpenFHEEngine.keygen(bad, [1])
+
+
+# ---- several contexts, key maps, serialization -----------------------------------------------------
+
+
+def test_several_contexts_coexist(x) -> None:
+    ctxs = [HEContext.create(OpenFHEEngine, small_params(), [1]) for _ in range(3)]
+    cts = [c.encrypt((i + 1) * 0.1 * x) for i, c in enumerate(ctxs)]
+    for i, (c, ct) in enumerate(zip(ctxs, cts)):
+        out = c.rotate(c.rescale(c.mul(ct, ct)), 1)
+        close(c.decrypt(out), np.roll(((i + 1) * 0.1 * x) ** 2, -1))
+    # a server deserialized next to its client, then the client dropped: keys stay
+    client = ctxs[0]
+    server = HEContext.deserialize(client.public().serialize(), OpenFHEEngine)
+    ct_bytes = client.serialize_ciphertext(cts[0])
+    secret = client.serialize()
+    del ctxs, client, cts
+    gc.collect()
+    ct = server.deserialize_ciphertext(ct_bytes)
+    out = server.serialize_ciphertext(server.rotate(server.rescale(server.mul(ct, ct)), 1))
+    client = HEContext.deserialize(secret, OpenFHEEngine)
+    close(client.decrypt(client.deserialize_ciphertext(out)), np.roll((0.1 * x) ** 2, -1))
+
+
+def test_server_context_has_no_secret_key(ctx: HEContext, x) -> None:
+    server = HEContext.deserialize(ctx.public().serialize(), OpenFHEEngine)
+    assert not server.has_secret_key
+    with pytest.raises(MissingSecretKeyError):
+        server.engine.decrypt(ctx.encrypt(x).raw)
+    assert "sk" not in _unseal(ctx.public().engine.serialize())
+    assert ctx.engine.secret_key_bytes() not in ctx.public().serialize()
+
+
+def test_fresh_process_server_has_its_keys(ctx: HEContext, tmp_path, x) -> None:
+    """OpenFHE's key maps are per process: a server elsewhere must get the keys from the bytes."""
+    (tmp_path / "server.ctx").write_bytes(ctx.public().serialize())
+    (tmp_path / "in.ct").write_bytes(ctx.serialize_ciphertext(ctx.encrypt(x)))
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from cryptoface.backend import HEContext
+        from cryptoface_openfhe import OpenFHEEngine
+        d = Path({str(tmp_path)!r})
+        s = HEContext.deserialize((d / "server.ctx").read_bytes(), OpenFHEEngine)
+        ct = s.deserialize_ciphertext((d / "in.ct").read_bytes())
+        out = s.rotate_many(s.rescale(s.mul(ct, ct)), [1, 3])
+        (d / "out1.ct").write_bytes(s.serialize_ciphertext(out[1]))
+        (d / "out3.ct").write_bytes(s.serialize_ciphertext(out[3]))
+        """
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    for k in (1, 3):
+        got = ctx.decrypt(ctx.deserialize_ciphertext((tmp_path / f"out{k}.ct").read_bytes()))
+        close(got, np.roll(x * x, -k))
+
+
+def test_client_context_round_trip(ctx: HEContext, x) -> None:
+    back = HEContext.deserialize(ctx.serialize(), OpenFHEEngine)
+    assert back.has_secret_key and back.rotation_steps == ctx.rotation_steps
+    close(back.decrypt(ctx.encrypt(x)), x)
+    sq = ctx.mul(ctx.encrypt(x), ctx.encrypt(x))  # scale^2 survives serialization
+    again = back.deserialize_ciphertext(ctx.serialize_ciphertext(sq))
+    assert again.scale == 2.0**80 and again.level == 4
+    close(back.decrypt(back.rescale(again)), x * x)
+
+
+def test_bootstrap_context_round_trip(bctx: HEContext) -> None:
+    server = HEContext.deserialize(bctx.public().serialize(), OpenFHEEngine)
+    v = np.linspace(-0.9, 0.9, SLOTS)
+    ct = server.deserialize_ciphertext(bctx.serialize_ciphertext(bctx.mod_switch_to(bctx.encrypt(v), 0)))
+    out = server.bootstrap(ct)
+    assert out.level == LEFT
+    close(bctx.decrypt(bctx.deserialize_ciphertext(server.serialize_ciphertext(out))), v, BOOT_ATOL)
+
+
+def test_forged_payloads_raise_instead_of_crashing(ctx: HEContext, x) -> None:
+    """OpenFHE segfaults on some malformed bytes; the inner checksum stops them first."""
+    raw = ctx.engine.serialize_ciphertext(ctx.encrypt(x).raw)
+    for bad in (raw[:16] + b"\0" * 16, raw[:-1], b"CFOF1" + b"\0" * 40, b""):
+        with pytest.raises(ValueError):
+            ctx.engine.deserialize_ciphertext(bad)
+    inner = _unseal(raw)["ct"]
+    with pytest.raises(RuntimeError):  # valid envelope, truncated OpenFHE bytes: OpenFHE raises
+        ctx.engine.deserialize_ciphertext(_seal({"ct": inner[: len(inner) // 2]}))
+    with pytest.raises(SerializationError):
+        HEContext.deserialize(ctx.serialize()[:-5] + b"xxxxx", OpenFHEEngine)
+
+
+def test_ciphertext_from_another_key_is_refused(ctx: HEContext, x) -> None:
+    other = HEContext.create(OpenFHEEngine, small_params(), [1])
+    with pytest.raises(ValueError, match="another OpenFHE key"):
+        ctx.engine.deserialize_ciphertext(other.engine.serialize_ciphertext(other.encrypt(x).raw))
+
+
+# ---- security ---------------------------------------------------------------------------------------
+
+
+def test_openfhe_enforces_128_bit_and_rings_grow_when_needed() -> None:
+    # The conformance parameters: log QP = 400 by the core's count (one 60-bit special prime),
+    # but OpenFHE's HYBRID P has two 60-bit primes when q0 has 60 bits: 460 > 437 at N=2^14.
+    p = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=60, slots=64)
+    cc, dnum = _make_context(p)
+    assert cc.GetRingDimension() == 32768
+    q = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=50, slots=64)
+    cc, dnum = _make_context(q)
+    assert cc.GetRingDimension() == 16384 and dnum == 8
+
+
+@pytest.mark.slow
+def test_security_table_is_what_openfhe_enforces() -> None:
+    """Bisection on GenCryptoContext with BV key switching (no P: OpenFHE's log QP estimate is
+    then exactly first_mod_bits + depth*scale_bits). About 20 s."""
+    import openfhe as o
+
+    def accepted(n: int, q: int) -> bool:
+        if q <= 60:
+            d, sb, fm = 0, 14, q
+        else:
+            d, sb, fm = next((d, sb, q - d * sb) for d in range(1, 200) for sb in range(59, 13, -1) if sb < q - d * sb <= 60)
+        p = o.CCParamsCKKSRNS()
+        p.SetMultiplicativeDepth(d)
+        p.SetScalingModSize(sb)
+        p.SetFirstModSize(fm)
+        p.SetRingDim(n)
+        p.SetBatchSize(8)
+        p.SetScalingTechnique(o.FIXEDMANUAL)
+        p.SetSecurityLevel(o.HEStd_128_classic)
+        p.SetKeySwitchTechnique(o.BV)
+        try:
+            o.GenCryptoContext(p)
+            return True
+        except RuntimeError as exc:
+            assert "does not comply" in str(exc)
+            return False
+
+    for n, bound in OPENFHE_MAX_LOG_QP_128.items():
+        assert accepted(n, bound) and not accepted(n, bound + 1), n
