@@ -188,6 +188,11 @@ class PyfhelEngine(Engine):
         # Through bytes, so the server object provably never held the secret key.
         return self.deserialize(self._serialize(with_secret=False), self.params, sorted(self.rotation_steps))
 
+    def __reduce__(self):
+        """Pickle through `serialize` (for process pools): Pyfhel's own pickling keeps the
+        parameters but drops every key, and would later generate keys under a new secret."""
+        return (type(self).deserialize, (self.serialize(), self.params, sorted(self.rotation_steps)))
+
     @property
     def has_secret_key(self) -> bool:
         return not self._he.is_secret_key_empty()

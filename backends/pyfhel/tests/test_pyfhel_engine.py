@@ -124,6 +124,15 @@ def test_client_context_round_trip(ctx: HEContext, x) -> None:
     close(client.decrypt(client.deserialize_ciphertext(data)), x)
 
 
+def test_engine_pickles_with_its_keys(ctx: HEContext, x) -> None:
+    import pickle
+
+    server = pickle.loads(pickle.dumps(ctx.public().engine))
+    assert not server.has_secret_key and server.rotation_steps == frozenset(STEPS)
+    rotated = server.rotate(ctx.encrypt(x).raw, 1)
+    close(ctx.engine.decrypt(rotated), np.roll(x, -1))
+
+
 def test_bad_bytes_raise_instead_of_crashing(ctx: HEContext) -> None:
     engine = ctx.engine
     for junk in (b"", b"CFPYFHEL1" + b"\xff" * 40, engine.serialize()[:200]):
