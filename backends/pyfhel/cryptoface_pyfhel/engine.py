@@ -70,10 +70,14 @@ def _sec_level(params: CKKSParams) -> int:
         return 128
     if params.insecure_test_params:
         return 0
+    why = (
+        f"log QP = {params.log_qp} bits exceeds SEAL's 128-bit bound of {bound} bits at N={params.ring_dim}"
+        if bound is not None
+        else f"SEAL's 128-bit table stops at N=32768; N={params.ring_dim} runs only with SEAL's security check off"
+    )
     raise InsecureParametersError(
-        f"Pyfhel/SEAL cannot give 128-bit security at N={params.ring_dim}, log QP={params.log_qp}: "
-        "SEAL's 128-bit table stops at N=32768 (881 bits) and N=65536 runs only with SEAL's "
-        "security check off. Use N <= 32768, another backend (openfhe), or insecure_test_params=True"
+        f"Pyfhel cannot give 128-bit security: {why}. Use fewer levels, N <= 32768 or another "
+        "backend (openfhe); for tests only, set insecure_test_params=True"
     )
 
 
