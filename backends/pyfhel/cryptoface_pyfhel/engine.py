@@ -282,7 +282,7 @@ class PyfhelEngine(Engine):
         return self._ct(self._he.encryptFrac(self._replicated(values), scale=self.params.scale), self.params.depth)
 
     def decrypt(self, ct: PyfhelCiphertext) -> np.ndarray:
-        if not self.has_secret_key:
+        if not self.has_secret_key:  # Pyfhel's decryptFrac segfaults without one (checked)
             raise MissingSecretKeyError("Pyfhel evaluation context has no secret key: it cannot decrypt")
         return np.asarray(self._he.decryptFrac(ct.ctxt), dtype=np.float64)[: self.params.slots].copy()
 
