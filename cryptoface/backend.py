@@ -270,8 +270,15 @@ class HEContext:
     @classmethod
     def create(cls, engine_cls: type[Engine], params: CKKSParams, rotation_steps: Sequence[int] = ()) -> "HEContext":
         params.check_security()
-        if params.bootstrap is not None and not engine_cls.capabilities().bootstrapping:
+        caps = engine_cls.capabilities()
+        if params.bootstrap is not None and not caps.bootstrapping:
             raise CapabilityError(f"backend {engine_cls.name!r} does not bootstrap; plan without bootstraps")
+        bound = caps.max_log_qp_128.get(params.ring_dim)
+        if not params.insecure_test_params and (bound is None or params.log_qp > bound):
+            raise CapabilityError(
+                f"backend {engine_cls.name!r} has no 128-bit parameters for N={params.ring_dim} with "
+                f"log QP={params.log_qp} (its limits: {caps.max_log_qp_128})"
+            )
         steps = normalize_steps(rotation_steps, params.slots)
         return cls(engine_cls.keygen(params, sorted(steps)))
 
@@ -375,7 +382,7 @@ class HEContext:
             )
 
     def _scales_close(self, op: str, a: float, b: float) -> bool:
-        if math.isclose(a, b, rel_tol=1e-12):
+        if a == b:  # SEAL needs bit-equal scales; anything else is relabelled
             return True
         if math.isclose(a, b, rel_tol=SCALE_RTOL):
             return False
@@ -413,8 +420,8 @@ class HEContext:
         """Add plaintext values (encoded at the ciphertext's level and scale)."""
         self._own(ct)
         pt = self._plain_for(ct, values, ct.scale)
-        self._scales_close("add_plain", ct.scale, pt.scale)
-        return self._wrap(self.engine.add_plain(ct.raw, pt.raw))
+        raw = ct.raw if self._scales_close("add_plain", ct.scale, pt.scale) else self.engine.set_scale(ct.raw, pt.scale)
+        return self._wrap(self.engine.add_plain(raw, pt.raw))
 
     def mul_plain(self, ct: Ciphertext, values: Any, scale: float | None = None) -> Ciphertext:
         """Multiply by plaintext values, encoded by default at the scale of the prime the next

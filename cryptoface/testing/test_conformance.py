@@ -110,6 +110,13 @@ def test_mul_relinearize_rescale(ctx: HEContext, x, y) -> None:
     close(ctx.decrypt(ctx.rescale(ctx.square(ctx.encrypt(x)))), x * x)
 
 
+def test_exact_zero_results_are_ciphertexts(ctx: HEContext, x) -> None:
+    """Zero weights make exact zeros legitimate (SEAL calls them 'transparent')."""
+    a = ctx.encrypt(x)
+    close(ctx.decrypt(ctx.sub(a, a)), np.zeros(PARAMS.slots))
+    close(ctx.decrypt(ctx.rescale(ctx.mul_plain(a, np.zeros(PARAMS.slots)))), np.zeros(PARAMS.slots))
+
+
 def test_rotate_is_cyclic_over_slots(ctx: HEContext, x) -> None:
     ct = ctx.encrypt(x)
     for step in (1, 3, 32, -1):
