@@ -472,8 +472,8 @@ class OpenFHEEngine(Engine):
 
 # Rough single-thread seconds per op at N=2^14 and 8 towers (measured, see README), scaled by
 # N log N and by the number of towers: enough for the bootstrap placer to rank choices.
-_COST_2_14 = {"rotate": 0.025, "mul": 0.03, "square": 0.03, "mul_plain": 0.002, "add": 0.0003,
-              "rescale": 0.004, "bootstrap": 12.0}
+_COST_2_14 = {"rotate": 0.045, "mul": 0.07, "square": 0.07, "mul_plain": 0.0033, "add": 0.0005,
+              "rescale": 0.005, "bootstrap": 22.0}
 
 
 @hookimpl
