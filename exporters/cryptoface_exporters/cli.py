@@ -130,6 +130,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _baselines(args: argparse.Namespace) -> int:
+    """Reference rows for the verification table: raw pixels, and the FaceNet teacher if installed."""
+    from .data import all_pairs, load_orl, orl_split, preprocess_batch  # noqa: PLC0415
+    from .evaluate import cosine_scores, format_table, verify_pairs  # noqa: PLC0415
+
+    images, labels = load_orl()
+    _, test = orl_split().masks(labels)
+    pairs, same = all_pairs(labels[test])
+    score = lambda e: cosine_scores(e[pairs[:, 0]], e[pairs[:, 1]])
+    rows = []
+    for size in args.sizes:
+        pixels = preprocess_batch(images[test], size, 1).reshape(int(test.sum()), -1)
+        rows.append(verify_pairs(f"raw pixels {size}x{size}", score(pixels), same))
+    if args.teacher:
+        rows.append(verify_pairs("FaceNet teacher (512-d, not FHE)", score(np.load(args.teacher)[test]), same))
+    print(format_table(rows))
+    return 0
+
+
 def _teacher(args: argparse.Namespace) -> int:
     from .data import load_orl  # noqa: PLC0415
     from .teacher import facenet_embeddings  # noqa: PLC0415
@@ -188,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lfw-pairs", help="LFW-style pairs.txt")
     s.add_argument("--lfw-root", help="image root for --lfw-pairs (root/name/name_0001.jpg)")
     s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("baselines", help="raw-pixel (and teacher) rows on the ORL held-out pairs")
+    s.add_argument("--sizes", type=int, nargs="*", default=[32, 64])
+    s.add_argument("--teacher", help=".npy of teacher embeddings (cryptoface-export teacher)")
+    s.set_defaults(func=_baselines)
 
     s = sub.add_parser("teacher", help="FaceNet embeddings of the ORL faces for distillation")
     s.add_argument("--out", default="runs/teacher/facenet_orl.npy")

@@ -55,6 +55,7 @@ def best_threshold(scores: np.ndarray, same: np.ndarray) -> tuple[float, float]:
 def kfold_accuracy(scores: np.ndarray, same: np.ndarray, folds: int = 10, seed: int = 0) -> tuple[float, float]:
     """LFW protocol: for each fold, pick the threshold on the others, measure on it."""
     order = np.random.default_rng(seed).permutation(len(scores))
+    folds = max(2, min(folds, len(scores)))
     accs = []
     for test in np.array_split(order, folds):
         train = np.setdiff1d(order, test)

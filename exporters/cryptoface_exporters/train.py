@@ -13,6 +13,7 @@ Why these choices:
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -169,9 +170,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                   "heldout_acc": round(_pair_accuracy(model, x_all[test_mask], labels[test_mask]), 4)}
         history.append(record)
         bar.set_postfix(loss=record["loss"], heldout=record["heldout_acc"])
+        tmp = last.with_suffix(".tmp")  # write then rename: an interrupted save never corrupts last.pt
         torch.save({"backbone": model.state_dict(), "head": head.state_dict(), "aux": aux.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                    "history": history, "train_config": {k: v for k, v in asdict(cfg).items() if k != "split"}}, last)
+                    "history": history, "train_config": {k: v for k, v in asdict(cfg).items() if k != "split"}}, tmp)
+        os.replace(tmp, last)
     seconds = time.time() - t0
     model.eval()
     if history and history[-1]["epoch"] < cfg.epochs:
