@@ -191,7 +191,15 @@ class Graph:
         """A new graph without the nodes named in `remove`, with `add`, and with values
         no longer produced nor read dropped; `values` adds or overrides value records."""
         removed = set(remove)
-        nodes = [n for n in self.nodes if n.name not in removed] + list(add)
+        nodes: list[Node] = []
+        pending = list(add)  # placed where the first removed node was, to keep a readable order
+        for n in self.nodes:
+            if n.name in removed:
+                nodes.extend(pending)
+                pending = []
+            else:
+                nodes.append(n)
+        nodes.extend(pending)
         merged = dict(self.values)
         merged.update(values or {})
         used = set(self.inputs) | set(self.outputs)

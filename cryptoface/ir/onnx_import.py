@@ -395,9 +395,14 @@ def _fold(node: onnx.NodeProto, b: Builder, opsets: Sequence[onnx.OperatorSetIdP
     from onnx.reference import ReferenceEvaluator  # noqa: PLC0415 - only when folding
 
     ins = _inputs(node)
-    fn = helper.make_function("cryptoface.fold", "f", [i for i in ins if i], list(node.output), [node], list(opsets))
+    feeds = {i: np.asarray(b.constants[i]) for i in dict.fromkeys(ins) if i}
+    graph = helper.make_graph(
+        [node], "fold",
+        [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape) for i, v in feeds.items()],
+        [onnx.ValueInfoProto(name=o) for o in node.output if o],
+    )
     try:
-        results = ReferenceEvaluator(fn).run(None, {i: b.constants[i] for i in ins if i})
+        results = ReferenceEvaluator(helper.make_model(graph, opset_imports=list(opsets))).run(None, feeds)
     except Exception as exc:  # noqa: BLE001 - any failure means we cannot fold this op
         raise unsupported(node, reason=f"constant folding failed ({exc})") from exc
     return [np.asarray(r) for r in results]
