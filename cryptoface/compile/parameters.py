@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from ..backend import Capabilities
 from ..errors import CompileError
@@ -158,11 +159,12 @@ def choose_parameters(
     depth_needed: int,
     slots: int,
     rotation_steps: list[int],
-    bootstrap_depth: "callable | None" = None,
+    bootstrap_depth: Callable[[tuple[int, int], CKKSParams], int] | None = None,
     levels_after_bootstrap: int | None = None,
     key_budget: int | None = None,
     scale_bits: int = DEFAULT_SCALE_BITS,
     insecure_test_params: bool = False,
+    force_bootstrap: bool = False,
 ) -> ParameterChoice:
     """Pick N, the chain and the key set; refuse clearly when nothing fits.
 
@@ -174,7 +176,7 @@ def choose_parameters(
     dims = sorted(n for n in caps.max_log_qp_128 if n // 2 >= slots)
     if not dims:
         raise CompileError(f"{caps.name}: no ring dimension with {slots} slots at 128-bit security")
-    for n in dims:
+    for n in [] if force_bootstrap else dims:
         if _levels_at(n, caps, scale_bits) >= depth_needed:
             params = CKKSParams(
                 ring_dim=n, depth=depth_needed, scale_bits=scale_bits, first_mod_bits=FIRST_MOD_BITS,
@@ -192,7 +194,7 @@ def choose_parameters(
     budget_levels = (3, 3)
     probe = CKKSParams(ring_dim=n, depth=1, scale_bits=BOOT_SCALE_BITS, slots=_slots(slots), insecure_test_params=True)
     boot_depth = bootstrap_depth(budget_levels, probe)
-    total = _levels_at(n, caps, BOOT_SCALE_BITS)
+    total = _levels_at(n, caps, BOOT_SCALE_BITS) - 1  # OpenFHE keeps one more prime below level 0
     if levels_after_bootstrap is not None:
         total = min(total, levels_after_bootstrap + boot_depth)
     if total - boot_depth < 2:

@@ -10,8 +10,9 @@ from ..backend import Engine, HEContext
 from ..params import CKKSParams
 from ..plugins import get_plugins
 
-# 128-bit parameters, small enough to be quick: log QP = 60 + 7*40 + 60 = 400 <= 438.
-PARAMS = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=60, special_mod_bits=60, slots=64)
+# 128-bit parameters, small enough to be quick: log QP = 50 + 7*40 + 60 = 390 <= 438. A 50-bit
+# q0 leaves OpenFHE room for its larger HYBRID key-switching modulus at this ring dimension.
+PARAMS = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=50, special_mod_bits=60, slots=64)
 STEPS = (1, 2, 4, 8, 16, 32, 3, -1)
 
 

@@ -139,9 +139,7 @@ def _make_context(params: CKKSParams) -> tuple[Any, int]:
     is larger than the single 60-bit special prime `CKKSParams.log_qp` assumes (two 60-bit primes
     as soon as q0 has 57+ bits). dnum is the smallest (from 3, OpenFHE's default) that OpenFHE
     accepts: fewer digits mean smaller keys and faster key switching. If no dnum fits at
-    `params.ring_dim`, the ring is doubled (logged) rather than dropping below 128 bits: the
-    plan's slots, levels and scales are unchanged, only speed and sizes are. The ring actually
-    used is `cc.GetRingDimension()`. `params.extra["openfhe_num_large_digits"]` forces a dnum.
+    `params.ring_dim`, the parameters are refused: the ring is the plan's, never another. `params.extra["openfhe_num_large_digits"]` forces a dnum.
     """
     o = _ofhe()
     towers = _chain_depth(params) + 1
@@ -152,29 +150,24 @@ def _make_context(params: CKKSParams) -> tuple[Any, int]:
         candidates = [d for d in [*range(3, towers + 1), 2, 1] if d <= towers]
     refusal = ""
     ring_dim = params.ring_dim
-    while ring_dim <= max(OPENFHE_MAX_LOG_QP_128):
-        for dnum in candidates:
-            try:
-                cc = o.GenCryptoContext(_cc_params(params, ring_dim, dnum))
-            except RuntimeError as exc:
-                msg = str(exc).rsplit(":", 1)[-1].strip()
-                if "does not comply" in msg:
-                    refusal = msg
-                    continue
-                if "distribute" in msg and forced is None:  # towers do not split into dnum digits
-                    continue
-                raise ParameterError(f"OpenFHE refuses the parameters: {msg}") from exc
-            if ring_dim != params.ring_dim:
-                log.warning(
-                    "OpenFHE needs N=%d for 128-bit security with depth %d (its log QP counts the HYBRID "
-                    "special modulus); using it instead of N=%d", ring_dim, _chain_depth(params), params.ring_dim,
-                )
-            _enable(cc, params)
-            return cc, dnum
-        ring_dim *= 2
+    for dnum in candidates:
+        try:
+            cc = o.GenCryptoContext(_cc_params(params, ring_dim, dnum))
+        except RuntimeError as exc:
+            msg = str(exc).rsplit(":", 1)[-1].strip()
+            if "does not comply" in msg:
+                refusal = msg
+                continue
+            if "distribute" in msg and forced is None:  # towers do not split into dnum digits
+                continue
+            raise ParameterError(f"OpenFHE refuses the parameters: {msg}") from exc
+        _enable(cc, params)
+        return cc, dnum
     raise InsecureParametersError(
-        f"OpenFHE refuses 128-bit security for depth {_chain_depth(params)} at every ring dimension "
-        f"up to 2^17 (numLargeDigits {candidates[0]}..{candidates[-1]}): {refusal}"
+        f"OpenFHE refuses 128-bit security for depth {_chain_depth(params)} at N={ring_dim} with any "
+        f"numLargeDigits ({candidates[0]}..{candidates[-1]}): its log QP counts the HYBRID special "
+        f"modulus P, larger than one special prime. Use a larger ring dimension, fewer levels, or a "
+        f"smaller first modulus ({refusal})"
     )
 
 

@@ -1,0 +1,139 @@
+"""Lowering: packed ops with assigned levels -> primitive HE instructions (one section).
+
+Reads the level pass's decisions (`LevelAssignment`): every operand is mod-switched to the
+level its op runs at, every multiplication is rescaled at once, and a bootstrapped value is
+prescaled into [-1, 1] (x 1/B, one level), bootstrapped, and scaled back (x B, one level).
+B comes from calibration: the largest magnitude the value takes on the calibration inputs,
+with a margin, rounded up to a power of two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CompileError
+from .levels import LevelAssignment
+from .pack import PackedOp, PackedPartition
+from .program import ConstantTable, Instr, Section
+
+
+class SectionEmitter:
+    def __init__(self, name: str, slots: int, constants: ConstantTable, levels: LevelAssignment,
+                 bootstrap_bounds: dict[str, float], encrypt_level: int) -> None:
+        self.encrypt_level = encrypt_level
+        self.slots = slots
+        self.constants = constants
+        self.levels = levels
+        self.bounds = bootstrap_bounds
+        self.section: Section | None = None
+        self.name = name
+        self.at: dict[str, str] = {}  # value -> current ciphertext name
+        self.switched: dict[tuple[str, int], str] = {}
+        self.count = 0
+
+    def _emit(self, ins: Instr) -> str:
+        assert self.section is not None
+        self.section.instrs.append(ins)
+        return ins.out
+
+    def _fresh(self, base: str) -> str:
+        self.count += 1
+        return f"{base}~{self.count}"
+
+    def _const(self, key: str, recipe: dict, maker) -> str:
+        return self.constants.add(key, recipe, maker)
+
+    def operand(self, value: str, level: int) -> str:
+        """`value` as a ciphertext at `level` (mod-switched once, then reused)."""
+        have = self.levels.assigned[value]
+        if have == level:
+            return self.at[value]
+        if have < level:
+            raise CompileError(f"operand {value!r} at level {have} is below the {level} its consumer runs at")
+        key = (value, level)
+        if key not in self.switched:
+            self.switched[key] = self._emit(Instr("mod_switch", self._fresh(f"{value}.ms{level}"), (self.at[value],), level=level))
+        return self.switched[key]
+
+    def partition(self, part: PackedPartition) -> Section:
+        self.section = Section(self.name, (part.input_name,), (part.output_name,))
+        for op in part.ops:
+            if op.kind == "input":
+                self.at[op.name] = op.name
+                target = self.levels.assigned[op.name]
+                if op.name in self.levels.bootstraps:
+                    raise CompileError("bootstrapping a fresh input is never useful; encrypt deeper instead")
+                if target < self.encrypt_level:
+                    self.at[op.name] = self._emit(Instr("mod_switch", self._fresh(f"{op.name}.ms"), (op.name,), level=target))
+                continue
+            out = self.op(op)
+            if op.name in self.levels.bootstraps:
+                out = self.bootstrap(op, out)
+            self.at[op.name] = out
+        # the section's output keeps its IR name
+        last = self.at[part.output_name]
+        if last != part.output_name:
+            self.section.instrs.append(Instr("mod_switch", part.output_name, (last,), level=self.levels.assigned[part.output_name]))
+        return self.section
+
+    def op(self, op: PackedOp) -> str:
+        lvl = self.levels.op_level[op.name]
+        args = [self.operand(i, lvl) for i in op.inputs]
+        name = op.name
+        k = op.kind
+        if k == "linear":
+            assert op.plan is not None
+            return op.plan.emit(self.section, self.constants, args[0], prefix=name)
+        if k == "quadratic":
+            x = args[0]
+            c = self._const(f"{name}.c", {"kind": "channel", "value": name, "coef": "c"}, op.consts["c"])
+            if op.depth == 1:  # x * (x + b) + c
+                b = self._const(f"{name}.b", {"kind": "channel", "value": name, "coef": "b"}, op.consts["b"])
+                t = self._emit(Instr("add_plain", f"{name}.xb", (x,), const=b))
+                m = self._emit(Instr("mul", f"{name}.m", (x, t)))
+            else:  # a * x * (x + b/a) + c: ax costs a level, x meets it one level down
+                a = self._const(f"{name}.a", {"kind": "channel", "value": name, "coef": "a"}, op.consts["a"])
+                ba = self._const(f"{name}.ba", {"kind": "channel", "value": name, "coef": "b/a"}, op.consts["b_over_a"])
+                ax = self._emit(Instr("rescale", f"{name}.axr", (self._emit(Instr("mul_plain", f"{name}.ax", (x,), const=a)),)))
+                xl = self._emit(Instr("mod_switch", f"{name}.xl", (x,), level=lvl - 1))
+                t = self._emit(Instr("add_plain", f"{name}.xb", (xl,), const=ba))
+                m = self._emit(Instr("mul", f"{name}.m", (ax, t)))
+            r = self._emit(Instr("rescale", f"{name}.r", (m,)))
+            return self._emit(Instr("add_plain", f"{name}.out", (r,), const=c))
+        if k == "mul_const":
+            v = self._const(f"{name}.v", {"kind": "channel", "value": name, "coef": "value"}, op.consts["value"])
+            m = self._emit(Instr("mul_plain", f"{name}.m", (args[0],), const=v))
+            return self._emit(Instr("rescale", f"{name}.out", (m,)))
+        if k == "add_const":
+            v = self._const(f"{name}.v", {"kind": "channel", "value": name, "coef": "value"}, op.consts["value"])
+            return self._emit(Instr("add_plain", f"{name}.out", (args[0],), const=v))
+        if k in ("add", "sub"):
+            return self._emit(Instr(k, f"{name}.out", tuple(args)))
+        if k == "mul":
+            m = self._emit(Instr("mul", f"{name}.m", tuple(args)))
+            return self._emit(Instr("rescale", f"{name}.out", (m,)))
+        raise CompileError(f"no lowering for packed op kind {k!r} ({name!r})")
+
+    def bootstrap(self, op: PackedOp, value: str) -> str:
+        """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside [-1, 1]."""
+        bound = self.bounds.get(op.name)
+        if bound is None:
+            raise CompileError(f"no calibration bound for bootstrapped value {op.name!r}")
+        inv = self._const(f"{op.name}.boot.inv", {"kind": "fill", "value": 1 / bound}, lambda: np.full(self.slots, 1 / bound))
+        back = self._const(f"{op.name}.boot.back", {"kind": "fill", "value": bound}, lambda: np.full(self.slots, bound))
+        n = op.name
+        pre = self._emit(Instr("rescale", f"{n}.pre", (self._emit(Instr("mul_plain", f"{n}.prem", (value,), const=inv)),)))
+        lvl_pre = self.levels.op_level[n] - op.depth - 1
+        if lvl_pre > 0:  # bootstrap from the lowest level: the cheapest input
+            pre = self._emit(Instr("mod_switch", f"{n}.pre0", (pre,), level=0))
+        boot = self._emit(Instr("bootstrap", f"{n}.boot", (pre,)))
+        out = self._emit(Instr("rescale", f"{n}.post", (self._emit(Instr("mul_plain", f"{n}.postm", (boot,), const=back)),)))
+        target = self.levels.assigned[n]
+        if target < self.levels.available[n]:
+            out = self._emit(Instr("mod_switch", f"{n}.postms", (out,), level=target))
+        return out
+
+
+def bootstrap_bound(max_abs: float) -> float:
+    """A power of two at least 1.5x the calibrated magnitude (never below 1)."""
+    return float(2 ** max(0, int(np.ceil(np.log2(max(1.0, 1.5 * max_abs))))))

@@ -1,0 +1,280 @@
+"""The packing pass: IR nodes of one patch network -> HE-level ops on packed ciphertexts.
+
+Each IR value becomes one ciphertext with a `Layout` (multiplexed with a gap for feature maps,
+flat for vectors). Linear IR ops become `LinearTransformPlan`s (diagonal BSGS, one level);
+data movement that stays in the slots (flatten, reshape, identity) costs nothing, because a
+layout is only a map and the next linear op absorbs it. Linear ops that follow each other
+with nothing in between (the average pool, the flatten and the per-patch Gemm) are folded
+into one matrix: one level and one set of rotations instead of two.
+
+Per-channel constants (HerPN's b and c, the shortcut's a2) are built in the layout of the
+value they meet, replicated with that value's period (BSGS "hybrid" outputs are replicated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import CompileError
+from ..ir.graph import Graph, Node
+from .layout import Layout
+from .linear_transform import LinearMap, LinearTransformPlan, avgpool_map, conv2d_map, gemm_map, global_avgpool_map, plan_linear_transform
+
+
+@dataclass
+class PackedOp:
+    """One HE-level op producing the ciphertext `name` (an IR value name)."""
+
+    name: str
+    kind: str  # input | linear | quadratic | mul_const | add_const | add | sub | mul | neg
+    inputs: tuple[str, ...]
+    layout: Layout
+    period: int  # the value repeats every `period` slots (slots = no repetition)
+    depth: int
+    plan: LinearTransformPlan | None = None
+    consts: dict[str, Callable[[], np.ndarray]] = field(default_factory=dict)
+    ir_nodes: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)  # e.g. a conv's kernel and stride, for the report
+
+    @property
+    def join(self) -> bool:
+        return len(self.inputs) > 1
+
+
+@dataclass
+class PackedPartition:
+    index: int
+    input_name: str
+    input_slice: dict  # the client cuts the image with it: starts/ends/axes
+    input_shape: tuple[int, ...]
+    output_name: str
+    ops: list[PackedOp]
+
+    def rotation_steps(self) -> set[int]:
+        return {s for op in self.ops if op.plan is not None for s in op.plan.rotation_steps}
+
+
+def _per_channel(value: np.ndarray, channels: int, what: str) -> np.ndarray:
+    """A constant broadcast per channel ((C,1,1), (1,C,1,1), scalar) as a (C,) vector."""
+    v = np.asarray(value, dtype=np.float64)
+    squeezed = v.reshape(-1) if v.size in (1, channels) else None
+    if squeezed is None or (v.ndim >= 3 and (v.shape[-1] != 1 or v.shape[-2] != 1)):
+        raise CompileError(f"{what}: constant of shape {v.shape} is not per-channel for {channels} channels")
+    return np.broadcast_to(squeezed, (channels,)).copy() if squeezed.size == 1 else squeezed
+
+
+def _per_element(value: np.ndarray, layout: Layout, what: str) -> np.ndarray:
+    """A constant for a flat vector: scalar or full length."""
+    v = np.asarray(value, dtype=np.float64).reshape(-1)
+    n = layout.numel
+    if v.size == 1:
+        return np.full(n, v[0])
+    if v.size != n:
+        raise CompileError(f"{what}: constant with {v.size} values for a vector of {n}")
+    return v
+
+
+def _compose(outer: LinearMap, inner: LinearMap) -> LinearMap:
+    """outer(inner(x)) as one map (used for pool -> flatten -> gemm)."""
+    n = inner.slots
+    used_mid = np.unique(inner.rows)
+    pos = {int(r): k for k, r in enumerate(used_mid)}
+    outer_mask = np.isin(outer.cols, used_mid)
+    if not np.all(outer_mask):
+        raise CompileError(f"cannot fold {inner.name!r} into {outer.name!r}: the outer map reads slots the inner one never writes")
+    in_cols = np.unique(inner.cols)
+    col_pos = np.searchsorted(in_cols, inner.cols)
+    a = np.zeros((used_mid.size, in_cols.size))
+    np.add.at(a, (np.array([pos[int(r)] for r in inner.rows]), col_pos), inner.values)
+    out_rows = np.unique(outer.rows)
+    row_pos = np.searchsorted(out_rows, outer.rows)
+    b = np.zeros((out_rows.size, used_mid.size))
+    np.add.at(b, (row_pos, np.array([pos[int(c)] for c in outer.cols])), outer.values)
+    m = b @ a
+    r, c = np.nonzero(m)
+    bias = outer.bias.copy() if outer.bias is not None else None
+    if inner.bias is not None:
+        mid_bias = inner.bias[used_mid]
+        extra = np.zeros(n)
+        extra[out_rows] = b @ mid_bias
+        bias = extra if bias is None else bias + extra
+    return LinearMap(inner.in_layout, outer.out_layout, out_rows[r], in_cols[c], m[r, c], bias, name=f"{inner.name}+{outer.name}")
+
+
+class Packer:
+    """Packs one partition; `slots` is the ciphertext's slot count."""
+
+    def __init__(self, graph: Graph, slots: int) -> None:
+        self.graph = graph
+        self.slots = slots
+
+    def partition(self, index: int, nodes: tuple[Node, ...]) -> PackedPartition:
+        ops: dict[str, PackedOp] = {}
+        deferred: dict[str, LinearMap] = {}  # linear maps waiting to be folded into the next one
+        alias: dict[str, str] = {}  # IR value -> the ciphertext that holds it
+        first = nodes[0]
+        if first.op != "slice" or first.inputs[0] not in self.graph.inputs:
+            raise CompileError(f"partition {index} does not start with a Slice of the graph input (starts with {first.op} {first.name!r})")
+        shape = self.graph.shape(first.output)
+        if len(shape) != 4 or shape[0] != 1:
+            raise CompileError(f"patch input {first.output!r} has shape {shape}; expected (1, C, H, W)")
+        layout = Layout.multiplexed(shape[1], shape[2], shape[3], self.slots)
+        ops[first.output] = PackedOp(first.output, "input", (), layout, self.slots, 0, ir_nodes=(first.name,))
+        for node in nodes[1:]:
+            self._pack(node, ops, deferred, alias)
+        out_node = nodes[-1]
+        out = alias.get(out_node.output, out_node.output)
+        if out_node.output in deferred:
+            out = self._materialize(out_node.output, ops, deferred, alias)
+        return PackedPartition(
+            index, first.output, {k: list(first.attrs[k]) for k in ("starts", "ends", "axes")} | {"steps": list(first.attrs.get("steps") or [])},
+            tuple(shape), out, list(ops.values()),
+        )
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _src(self, value: str, ops, deferred, alias) -> PackedOp:
+        v = alias.get(value, value)
+        if v in deferred:
+            v = self._materialize(v, ops, deferred, alias)
+        if v not in ops:
+            raise CompileError(f"value {value!r} is not computed on ciphertexts in this partition")
+        return ops[v]
+
+    def _materialize(self, value: str, ops, deferred, alias) -> str:
+        """A deferred linear map that has to run on its own after all."""
+        lmap = deferred.pop(value)
+        src = ops[alias.get(f"{value}#input", "")] if f"{value}#input" in alias else None
+        assert src is not None
+        self._add_linear(value, lmap, src, ops, (value,))
+        return value
+
+    def _add_linear(self, name: str, lmap: LinearMap, src: PackedOp, ops, ir_nodes) -> None:
+        plan = plan_linear_transform(lmap)
+        ops[name] = PackedOp(name, "linear", (src.name,), lmap.out_layout, plan.output_period, 1, plan, ir_nodes=ir_nodes)
+
+    def _linear_input(self, node: Node, ops, deferred, alias) -> tuple[PackedOp, LinearMap | None, str]:
+        """The ciphertext a linear op reads, and a deferred map to fold in front of it."""
+        v = alias.get(node.inputs[0], node.inputs[0])
+        if v in deferred and len(self.graph.consumers(v)) <= 1:
+            inner = deferred.pop(v)
+            return ops[alias[f"{v}#input"]], inner, v
+        return self._src(node.inputs[0], ops, deferred, alias), None, ""
+
+    # ---- the ops -------------------------------------------------------------------------------
+    def _pack(self, node: Node, ops, deferred, alias) -> None:
+        kind, out = node.op, node.output
+        if kind in ("flatten", "reshape", "identity"):
+            alias[out] = alias.get(node.inputs[0], node.inputs[0])
+            return
+        if kind in ("conv", "avgpool", "global_avgpool", "linear"):
+            src, inner, inner_name = self._linear_input(node, ops, deferred, alias)
+            in_layout = inner.out_layout if inner is not None else src.layout
+            lmap = self._linear_map(node, in_layout)
+            if inner is not None:
+                lmap = _compose(lmap, inner)
+            if kind in ("avgpool", "global_avgpool") and self._feeds_linear(out):
+                deferred[out] = lmap
+                alias[f"{out}#input"] = src.name
+                return
+            self._add_linear(out, lmap, src, ops, tuple(n for n in (inner_name, node.name) if n))
+            if kind == "conv":
+                ops[out].meta = {"kernel": int(node.params["weight"].shape[-1]), "stride": int(node.attrs["strides"][0])}
+            return
+        if kind == "quadratic":
+            x = self._src(node.inputs[0], ops, deferred, alias)
+            lay = x.layout
+            a, b, c = (self._constant(node.params[k], lay, f"{node.name}.{k}") for k in ("a", "b", "c"))
+            monic = bool(np.all(a == 1.0))
+            if not monic and np.any(a == 0):
+                raise CompileError(f"quadratic {node.name!r}: a coefficient is 0 in some channel; fold it to a linear op first")
+            consts = {"b": self._vec(lay, b, x.period), "c": self._vec(lay, c, x.period)}
+            if not monic:
+                consts["a"] = self._vec(lay, a, x.period)
+                consts["b_over_a"] = self._vec(lay, b / a, x.period)
+            ops[out] = PackedOp(out, "quadratic", (x.name,), lay, x.period, 1 if monic else 2, consts=consts, ir_nodes=(node.name,))
+            return
+        if kind in ("mul_const", "add_const"):
+            x = self._src(node.inputs[0], ops, deferred, alias)
+            val = self._constant(node.params["value"], x.layout, node.name)
+            ops[out] = PackedOp(out, kind, (x.name,), x.layout, x.period, 1 if kind == "mul_const" else 0,
+                                consts={"value": self._vec(x.layout, val, x.period)}, ir_nodes=(node.name,))
+            return
+        if kind == "neg":
+            x = self._src(node.inputs[0], ops, deferred, alias)
+            ops[out] = PackedOp(out, "mul_const", (x.name,), x.layout, x.period, 1,
+                                consts={"value": self._vec(x.layout, -np.ones(self._channels(x.layout)), x.period)}, ir_nodes=(node.name,))
+            return
+        if kind in ("add", "sub", "mul", "sum"):
+            srcs = [self._src(i, ops, deferred, alias) for i in node.inputs]
+            layouts = {s.layout for s in srcs}
+            if len(layouts) != 1:
+                raise CompileError(f"{kind} {node.name!r}: operands in different layouts {[s.layout.describe() for s in srcs]}")
+            period = max(s.period for s in srcs)
+            if kind == "sum":
+                prev = srcs[0]
+                for k, s in enumerate(srcs[1:]):
+                    name = out if k == len(srcs) - 2 else f"{out}#{k}"
+                    ops[name] = PackedOp(name, "add", (prev.name, s.name), prev.layout, period, 0, ir_nodes=(node.name,))
+                    prev = ops[name]
+                if len(srcs) == 1:
+                    alias[out] = srcs[0].name
+                return
+            ops[out] = PackedOp(out, kind, tuple(s.name for s in srcs), srcs[0].layout, period, 1 if kind == "mul" else 0, ir_nodes=(node.name,))
+            return
+        raise CompileError(f"op {kind!r} at node {node.name!r} cannot run on ciphertexts (no lowering)")
+
+    def _feeds_linear(self, value: str) -> bool:
+        """True when the only path onward is flatten/reshape into a linear op."""
+        v = value
+        while True:
+            cons = self.graph.consumers(v)
+            if len(cons) != 1:
+                return False
+            if cons[0].op in ("flatten", "reshape", "identity"):
+                v = cons[0].output
+                continue
+            return cons[0].op == "linear"
+
+    def _linear_map(self, node: Node, in_layout: Layout) -> LinearMap:
+        p = node.params
+        if node.op == "conv":
+            a = node.attrs
+            if any(d != 1 for d in a["dilations"]) or a["group"] != 1:
+                raise CompileError(f"conv {node.name!r}: dilation {a['dilations']} / group {a['group']} are not supported by the packer")
+            s = a["strides"]
+            if len(s) != 2 or s[0] != s[1]:
+                raise CompileError(f"conv {node.name!r}: only 2-D convolutions with equal strides are packed, got strides {s}")
+            return conv2d_map(in_layout, p["weight"], p.get("bias"), stride=s[0], pads=a["pads"], name=node.name)
+        if node.op == "avgpool":
+            a = node.attrs
+            k, s = a["kernel"], a["strides"]
+            if a.get("ceil_mode") or any(d != 1 for d in a.get("dilations", (1, 1))):
+                raise CompileError(f"avgpool {node.name!r}: ceil_mode/dilations are not supported by the packer")
+            return avgpool_map(in_layout, tuple(k), tuple(s), pads=a["pads"], count_include_pad=bool(a["count_include_pad"]), name=node.name)
+        if node.op == "global_avgpool":
+            return global_avgpool_map(in_layout, name=node.name)
+        w = p["weight"]
+        bias = p.get("bias")
+        if bias is not None:
+            bias = np.broadcast_to(bias, (w.shape[0],)).astype(np.float64)
+        return gemm_map(in_layout, w, bias, name=node.name)
+
+    def _channels(self, layout: Layout) -> int:
+        return layout.shape[0]
+
+    def _constant(self, value: np.ndarray, layout: Layout, what: str) -> np.ndarray:
+        if layout.is_flat:
+            return _per_element(value, layout, what)
+        return _per_channel(value, layout.shape[0], what)
+
+    def _vec(self, layout: Layout, values: np.ndarray, period: int) -> Callable[[], np.ndarray]:
+        if layout.is_flat:
+            def make() -> np.ndarray:
+                v = np.zeros(self.slots)
+                v[: values.size] = values
+                return np.tile(v[:period], self.slots // period) if period < self.slots else v
+            return make
+        return lambda: layout.channel_vector(values, period=None if period >= self.slots else period)

@@ -1,0 +1,303 @@
+"""The compiler driver: import ▸ pack ▸ levels ▸ bootstrap ▸ params ▸ lower, once per model.
+
+Each stage is its own module; this one only sequences them and keeps what the client and
+the report need: how to cut and pack the image, how to read the embedding back, the
+parameters, the keys, and per-layer counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..backend import Ciphertext, Engine, HEContext
+from ..errors import CompileError
+from ..ir.graph import Graph
+from ..ir.interpreter import run as run_reference
+from ..ir.onnx_import import import_onnx
+from ..params import CKKSParams, next_pow2
+from .bootstrap import place_bootstraps
+from .emit import SectionEmitter, bootstrap_bound
+from .layout import Layout
+from .levels import LevelAssignment, LevelGraph, LevelNode, assign_levels, check, critical_depth
+from .mpcnn import mpcnn_conv_counts
+from .pack import PackedPartition, Packer
+from .parameters import ParameterChoice, choose_parameters, key_switch_key_bytes, naf
+from .program import ConstantTable, HEProgram, Instr, Section
+
+PROBE_SLOTS = 1 << 17
+
+
+@dataclass
+class CompileOptions:
+    output_levels: int = 0  # levels the consumer of the output (e.g. the matcher) needs
+    scale_bits: int = 40
+    key_budget: int | None = None
+    insecure_test_params: bool = False
+    max_depth: int | None = None  # cap the chain (forces bootstraps; for tests and studies)
+    calibration: np.ndarray | None = None  # (n, C, H, W) inputs for bootstrap range bounds
+
+
+@dataclass
+class CompiledModel:
+    graph: Graph
+    program: HEProgram
+    partitions: list[PackedPartition]
+    levels: dict[int, LevelAssignment]
+    choice: ParameterChoice
+    output_layout: Layout
+    output_period: int
+    backend: str
+    layer_report: list[dict] = field(default_factory=list)
+
+    @property
+    def params(self) -> CKKSParams:
+        return self.program.params
+
+    # ---- client side ----------------------------------------------------------------------
+    def patch_inputs(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """The image cut as the graph's Slices cut it, each packed into its layout."""
+        x = np.asarray(image, dtype=np.float64)
+        shape = self.graph.shape(self.graph.inputs[0])
+        if x.shape != tuple(shape):
+            if x.shape == tuple(shape[1:]):
+                x = x[None]
+            else:
+                raise CompileError(f"input image has shape {x.shape}, the model expects {tuple(shape)}")
+        if not np.all(np.isfinite(x)):
+            raise CompileError("input image contains NaN or infinity")
+        out = {}
+        for part in self.partitions:
+            sl = [slice(None)] * x.ndim
+            s = part.input_slice
+            for a, b, e in zip(s["axes"], s["starts"], s["ends"]):
+                sl[a] = slice(b, e)
+            patch = x[tuple(sl)][0]
+            out[part.input_name] = part.ops[0].layout.pack(patch)
+        return out
+
+    def encrypt(self, ctx: HEContext, image: np.ndarray) -> dict[str, Ciphertext]:
+        return {k: ctx.encrypt(v) for k, v in self.patch_inputs(image).items()}
+
+    def decode(self, vec: np.ndarray) -> np.ndarray:
+        return self.output_layout.unpack(np.asarray(vec)[: self.params.slots])
+
+    def reference(self, image: np.ndarray) -> np.ndarray:
+        x = np.asarray(image, dtype=np.float64)
+        shape = self.graph.shape(self.graph.inputs[0])
+        x = x.reshape(shape)
+        return run_reference(self.graph, {self.graph.inputs[0]: x})[self.graph.outputs[0]].reshape(-1)
+
+    def create_context(self, engine: type[Engine]) -> HEContext:
+        return HEContext.create(engine, self.params, self.program.rotation_steps)
+
+
+def _level_graph(part: PackedPartition) -> LevelGraph:
+    nodes = [LevelNode(op.name, op.inputs, op.depth, op.join, op.layout.used) for op in part.ops]
+    return LevelGraph(nodes, (part.output_name,))
+
+
+def _calibrate(graph: Graph, calibration: np.ndarray | None) -> dict[str, float]:
+    """Largest |value| per IR value over the calibration inputs (default: 8 random images)."""
+    shape = graph.shape(graph.inputs[0])
+    if calibration is None:
+        calibration = np.random.default_rng(0).uniform(-1, 1, (8, *shape[1:]))
+    peaks: dict[str, float] = {}
+    for img in calibration:
+        values = run_reference(graph, {graph.inputs[0]: np.asarray(img, dtype=np.float64).reshape(shape)}, return_all=True)
+        for k, v in values.items():
+            peaks[k] = max(peaks.get(k, 0.0), float(np.max(np.abs(v))))
+    return peaks
+
+
+def compile_model(model: Any, engine: type[Engine], options: CompileOptions | None = None) -> CompiledModel:
+    opts = options or CompileOptions()
+    graph = model if isinstance(model, Graph) else import_onnx(model)
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise CompileError(f"expected one input and one output, got {graph.inputs} -> {graph.outputs}")
+    parts_ir = graph.partitions()
+    if not parts_ir:
+        raise CompileError("the graph has no patch partitions (no Slice of the input starts a subgraph)")
+    # 1. packing: find the slots the largest tensor needs, then pack for real.
+    probe = [Packer(graph, PROBE_SLOTS).partition(i, nodes) for i, nodes in sorted(parts_ir.items())]
+    used = max(op.layout.used for p in probe for op in p.ops)
+    slots = next_pow2(used)
+    packer = Packer(graph, slots)
+    parts = [packer.partition(i, nodes) for i, nodes in sorted(parts_ir.items())]
+    # 2. levels needed, 3. parameters and keys.
+    lgraphs = {p.index: _level_graph(p) for p in parts}
+    need = max(critical_depth(g, opts.output_levels) for g in lgraphs.values())
+    caps = engine.capabilities()
+    steps = sorted(set().union(*(p.rotation_steps() for p in parts)))
+    capped = opts.max_depth is not None and opts.max_depth < need
+    if capped and not caps.bootstrapping:
+        raise CompileError(f"max_depth={opts.max_depth} < the {need} levels needed, and {engine.name} cannot bootstrap")
+    choice = choose_parameters(
+        caps, need, slots, steps,
+        bootstrap_depth=engine.bootstrap_depth if caps.bootstrapping else None,
+        levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
+        key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
+    )
+    params = choice.params
+    # 4. bootstrap placement and level assignment, per patch network.
+    levels: dict[int, LevelAssignment] = {}
+    boot_level = choice.boot_level
+    # A cap applies to fresh ciphertexts too (they are encrypted at the top and mod-switched).
+    input_level = min(choice.input_level, opts.max_depth) if capped else choice.input_level
+    for idx, g in lgraphs.items():
+        boots = place_bootstraps(g, input_level, boot_level, opts.output_levels)
+        la = assign_levels(g, input_level, boots, boot_level, opts.output_levels)
+        check(g, la)
+        levels[idx] = la
+    bounds: dict[str, float] = {}
+    if any(la.bootstraps for la in levels.values()):
+        peaks = _calibrate(graph, opts.calibration)
+        bounds = {v: bootstrap_bound(peaks[v]) for la in levels.values() for v in la.bootstraps}
+    # 5. lowering.
+    constants = ConstantTable()
+    sections = []
+    for p in parts:
+        em = SectionEmitter(f"patch{p.index}", slots, constants, levels[p.index], bounds, params.depth)
+        sections.append(em.partition(p))
+    combine, out_layout, out_period = _combine(graph, parts, levels)
+    sections.append(combine)
+    if choice.keys.composed:
+        sections = [_compose_rotations(s, slots) for s in sections]
+    program = HEProgram(
+        params=params, rotation_steps=list(choice.keys.steps), compose_rotations=choice.keys.composed,
+        sections=sections, constants=constants,
+        inputs={p.input_name: {"level": choice.input_level, "layout": p.ops[0].layout.describe(), "section": f"patch{p.index}"} for p in parts},
+        outputs={graph.outputs[0]: {"layout": out_layout.describe(), "period": out_period}},
+    )
+    compiled = CompiledModel(graph, program, parts, levels, choice, out_layout, out_period, engine.name)
+    compiled.layer_report = _layer_report(parts, levels)
+    program.report = plan_report(compiled, caps, need)
+    return compiled
+
+
+def _combine(graph: Graph, parts: list[PackedPartition], levels: dict[int, LevelAssignment]) -> tuple[Section, Layout, int]:
+    """The section after the patch networks: the shared nodes (the Sum of partial outputs)."""
+    shared = graph.shared_nodes()
+    outs = {p.output_name: (levels[p.index].assigned[p.output_name], p) for p in parts}
+    section = Section("combine", tuple(outs), (graph.outputs[0],))
+    env = {name: name for name in outs}
+    lvl = {name: l for name, (l, _) in outs.items()}
+    layout = {name: p.ops[-1].layout for name, (_, p) in outs.items()}
+    period = {name: next(op.period for op in p.ops if op.name == name) for name, (_, p) in outs.items()}
+    for node in shared:
+        if node.op not in ("sum", "add", "identity", "flatten", "reshape"):
+            raise CompileError(f"op {node.op!r} at {node.name!r} joins the patch networks; only sums are supported there")
+        ins = list(node.inputs)
+        if node.op in ("identity", "flatten", "reshape"):
+            env[node.output], lvl[node.output] = env[ins[0]], lvl[ins[0]]
+            layout[node.output], period[node.output] = layout[ins[0]], period[ins[0]]
+            continue
+        low = min(lvl[i] for i in ins)
+        names = []
+        for i in ins:
+            if lvl[i] > low:
+                section.instrs.append(Instr("mod_switch", f"{i}.ms{low}", (env[i],), level=low))
+                names.append(f"{i}.ms{low}")
+            else:
+                names.append(env[i])
+        acc = names[0]
+        for k, n in enumerate(names[1:]):
+            out = node.output if k == len(names) - 2 else f"{node.output}#{k}"
+            section.instrs.append(Instr("add", out, (acc, n)))
+            acc = out
+        env[node.output], lvl[node.output] = acc, low
+        layout[node.output] = layout[ins[0]]
+        period[node.output] = max(period[i] for i in ins)
+    final = graph.outputs[0]
+    if env[final] != final:
+        section.instrs.append(Instr("mod_switch", final, (env[final],), level=lvl[final]))
+    return section, layout[final], period[final]
+
+
+def _compose_rotations(section: Section, slots: int) -> Section:
+    """Rewrite rotations into chains of power-of-two rotations (keys for those only)."""
+    out = Section(section.name, section.inputs, section.outputs)
+    for ins in section.instrs:
+        if ins.op == "rotate":
+            parts = naf(ins.step, slots)
+            cur = ins.args[0]
+            for k, s in enumerate(parts):
+                name = ins.out if k == len(parts) - 1 else f"{ins.out}.naf{k}"
+                out.instrs.append(Instr("rotate", name, (cur,), step=s))
+                cur = name
+        elif ins.op == "rotate_many":
+            from .program import rotated_name
+
+            for s in ins.steps or ():
+                parts = naf(s, slots)
+                cur = ins.args[0]
+                for k, p in enumerate(parts):
+                    name = rotated_name(ins.out, s) if k == len(parts) - 1 else f"{rotated_name(ins.out, s)}.naf{k}"
+                    out.instrs.append(Instr("rotate", name, (cur,), step=p))
+                    cur = name
+        else:
+            out.instrs.append(ins)
+    return out
+
+
+def _layer_report(parts: list[PackedPartition], levels: dict[int, LevelAssignment]) -> list[dict]:
+    rows = []
+    p = parts[0]
+    la = levels[p.index]
+    for op in p.ops:
+        if op.plan is None:
+            continue
+        c = op.plan.counts
+        row = {
+            "layer": op.name.split("/", 1)[-1], "level": la.op_level[op.name], "diagonals": len(op.plan.diagonals),
+            "rotations": c.rotations, "baby": c.baby_rotations, "giant": c.giant_rotations,
+            "replication": c.replication_rotations, "pt_mults": c.plaintext_mults,
+        }
+        row["ir"] = "+".join(n.rsplit("/", 1)[-1] for n in op.ir_nodes)
+        if "kernel" in op.meta:
+            in_l, out_l = op.plan.in_layout, op.plan.out_layout
+            m = mpcnn_conv_counts(in_l.shape[0], out_l.shape[0], in_l.shape[1], in_l.shape[2], op.meta["kernel"],
+                                  op.meta["stride"], op.plan.slots, in_l.gap)
+            row["mpcnn_rotations"], row["mpcnn_mults"] = m.rotations, m.plaintext_mults
+        rows.append(row)
+    return rows
+
+
+def plan_report(cm: CompiledModel, caps, depth_needed: int) -> dict:
+    p = cm.params
+    counts = cm.program.counts()
+    boots = {f"patch{i}": list(la.bootstraps) for i, la in cm.levels.items()}
+    n_boot = sum(len(b) for b in boots.values())
+    keys = cm.choice.keys
+    per_patch = cm.program.sections[0].counts()
+    return {
+        "backend": cm.backend,
+        "ring_dim": p.ring_dim,
+        "slots": p.slots,
+        "log_q": p.log_q,
+        "log_qp": p.log_qp,
+        "scale_bits": p.scale_bits,
+        "security_bits": p.security_bits(),
+        "depth": p.depth,
+        "depth_needed": depth_needed,
+        "levels_after_bootstrap": cm.choice.boot_level,
+        "bootstraps": n_boot,
+        "bootstraps_per_patch": max((len(b) for b in boots.values()), default=0),
+        "bootstrap_points": boots,
+        "patches": len(cm.partitions),
+        "rotations": int(counts["rotate"] + counts["rotate_many"]),
+        "rotations_per_patch": int(per_patch["rotate"] + per_patch["rotate_many"]),
+        "rotation_keys": len(keys.steps),
+        "rotation_keys_composed": keys.composed,
+        "ct_pt_mults": int(counts["mul_plain"]),
+        "ct_ct_mults": int(counts["mul"]),
+        "rescales": int(counts["rescale"]),
+        "key_switch_key_bytes": key_switch_key_bytes(p, caps),
+        "key_memory_bytes": keys.total_bytes,
+        "key_memory_budget_bytes": keys.budget_bytes,
+        "key_memory_fits": keys.fits,
+        "layers": cm.layer_report,
+    }
+
