@@ -21,7 +21,7 @@ import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Any, Sequence
 
 import numpy as np
 from cryptoface.backend import Capabilities, Engine
@@ -286,22 +286,39 @@ class PyfhelEngine(Engine):
             raise MissingSecretKeyError("Pyfhel evaluation context has no secret key: it cannot decrypt")
         return np.asarray(self._he.decryptFrac(ct.ctxt), dtype=np.float64)[: self.params.slots].copy()
 
+    def _zero_if_transparent(self, op: Callable[[], Any], level: int, scale: float) -> PyfhelCiphertext:
+        """Run `op()`; if SEAL refuses an exactly-zero ("transparent") result, return a fresh
+        encryption of zero instead: x - x and x * 0 are legitimate in a compiled program."""
+        try:
+            return self._ct(op(), level)
+        except RuntimeError as exc:
+            if "transparent" not in str(exc):
+                raise
+        zero = self._he.encryptFrac(self._replicated(np.zeros(self.params.slots)), scale=self.params.scale)
+        for _ in range(self.params.depth - level):
+            self._he.mod_switch_to_next(zero)
+        zero.set_scale(scale)
+        return self._ct(zero, level)
+
     def add(self, a: PyfhelCiphertext, b: PyfhelCiphertext) -> PyfhelCiphertext:
         self._same_level("add", a, b)
-        return self._ct(self._he.add(a.ctxt, self._relabelled(b.ctxt, a.ctxt.scale), in_new_ctxt=True), a.level)
+        b_ctxt = self._relabelled(b.ctxt, a.ctxt.scale)
+        return self._zero_if_transparent(lambda: self._he.add(a.ctxt, b_ctxt, in_new_ctxt=True), a.level, a.ctxt.scale)
 
     def sub(self, a: PyfhelCiphertext, b: PyfhelCiphertext) -> PyfhelCiphertext:
         self._same_level("sub", a, b)
-        return self._ct(self._he.sub(a.ctxt, self._relabelled(b.ctxt, a.ctxt.scale), in_new_ctxt=True), a.level)
+        b_ctxt = self._relabelled(b.ctxt, a.ctxt.scale)
+        return self._zero_if_transparent(lambda: self._he.sub(a.ctxt, b_ctxt, in_new_ctxt=True), a.level, a.ctxt.scale)
 
     def add_plain(self, ct: PyfhelCiphertext, pt: PyfhelPlaintext) -> PyfhelCiphertext:
         self._same_level("add_plain", ct, pt)
         ptxt = self._relabelled(pt.ptxt, ct.ctxt.scale)
-        return self._ct(self._he.add_plain(ct.ctxt, ptxt, in_new_ctxt=True), ct.level)
+        return self._zero_if_transparent(lambda: self._he.add_plain(ct.ctxt, ptxt, in_new_ctxt=True), ct.level, ct.ctxt.scale)
 
     def mul_plain(self, ct: PyfhelCiphertext, pt: PyfhelPlaintext) -> PyfhelCiphertext:
         self._same_level("mul_plain", ct, pt)
-        return self._ct(self._he.multiply_plain(ct.ctxt, pt.ptxt, in_new_ctxt=True), ct.level)
+        scale = ct.ctxt.scale * pt.ptxt.scale
+        return self._zero_if_transparent(lambda: self._he.multiply_plain(ct.ctxt, pt.ptxt, in_new_ctxt=True), ct.level, scale)
 
     def mul(self, a: PyfhelCiphertext, b: PyfhelCiphertext) -> PyfhelCiphertext:
         self._same_level("mul", a, b)
