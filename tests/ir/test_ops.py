@@ -56,15 +56,43 @@ def test_conv_matches_onnx_evaluator(cin, cout_per_group, group, k, stride, dil,
     np.testing.assert_allclose(ours, reference_outputs(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
+def _naive_avgpool_2d(x, k, s, pads, include, ceil):
+    """Loops, PyTorch's rule: the divisor counts window positions inside the input (inside the
+    padded input with count_include_pad), never those past the padding in ceil mode; a
+    ceil-mode window that would start past the input and its begin padding is dropped."""
+    pb, pe = pads
+    n = x.shape[-1]
+    span = n + pb + pe - k
+    out = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (out - 1) * s >= n + pb:
+        out -= 1
+    y = np.zeros(x.shape[:2] + (out, out))
+    for oi in range(out):
+        for oj in range(out):
+            total, count = 0.0, 0
+            for i in range(oi * s - pb, oi * s - pb + k):
+                for j in range(oj * s - pb, oj * s - pb + k):
+                    lo, hi = (-pb, n + pe) if include else (0, n)
+                    if lo <= i < hi and lo <= j < hi:
+                        count += 1
+                    if 0 <= i < n and 0 <= j < n:
+                        total = total + x[:, :, i, j]
+            y[:, :, oi, oj] = total / count
+    return y
+
+
 @settings(max_examples=25, deadline=None)
 @given(k=st.integers(1, 3), stride=st.integers(1, 3), pad=st.integers(0, 1), ceil=st.integers(0, 1),
        include=st.integers(0, 1), size=st.integers(4, 7), seed=st.integers(0, 99))
-def test_avgpool_matches_onnx_evaluator(k, stride, pad, ceil, include, size, seed):
+def test_avgpool_matches_naive_loops(k, stride, pad, ceil, include, size, seed):
+    # Against loops written here: in ceil mode onnxruntime (counts positions past the padding)
+    # and ONNX's reference evaluator (mis-averages windows hanging over the end) disagree with
+    # each other and with PyTorch, whose rule the loops follow.
     pad = min(pad, k - 1)  # ONNX requires pads smaller than the kernel
     g = GraphMaker(seed)
-    g.node("AveragePool", "y", ["x"], kernel_shape=[k, k], strides=[stride, stride], pads=[pad, pad, 0, pad],
+    g.node("AveragePool", "y", ["x"], kernel_shape=[k, k], strides=[stride, stride], pads=[pad, pad, pad, pad],
            ceil_mode=ceil, count_include_pad=include)
     x = g.rng.standard_normal((1, 2, size, size)).astype(np.float32)
     model = g.model([("x", [1, 2, size, size])], [("y", None)])
     ours = run(import_onnx(model), {"x": x})["y"]
-    np.testing.assert_allclose(ours, reference_outputs(model, {"x": x})[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours, _naive_avgpool_2d(x.astype(np.float64), k, stride, (pad, pad), include, ceil), rtol=1e-12, atol=1e-12)
