@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 
 from cryptoface.compile.pipeline import CompileOptions, compile_model
+from cryptoface.plugins import get_plugins
 from cryptoface.runtime.executors import run_program
 from cryptoface.simulator import SimulatorEngine
+from cryptoface.testing.conftest import selected_backends
 
 _spec = importlib.util.spec_from_file_location("ir_models", Path(__file__).parents[1] / "ir" / "ir_models.py")
 ir_models = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ir_models)
 
 
-def _run(cm, image):
-    ctx = cm.create_context(SimulatorEngine)
+def _run(cm, image, engine=SimulatorEngine):
+    ctx = cm.create_context(engine)
     server = ctx.public()
     res = run_program(server, cm.program, cm.encrypt(server, image))
     out = cm.decode(ctx.decrypt(next(iter(res.outputs.values()))))
@@ -48,3 +50,20 @@ def test_forced_bootstraps_match_reference():
     out, _ = _run(cm, image)
     ref = cm.reference(image)
     assert np.max(np.abs(out - ref)) < 1e-3 * max(1.0, np.max(np.abs(ref)))
+
+
+@pytest.mark.parametrize("backend", selected_backends())
+def test_tiny_model_on_every_backend(backend):
+    """Every installed backend runs the same compiled program and agrees with numpy."""
+    engine = get_plugins().get(backend)
+    model = ir_models.tiny_cryptofacenet(patches_per_side=2, patch=4, channels=2, dim=4)
+    cm = compile_model(model, engine)
+    image = np.random.default_rng(3).uniform(-1, 1, (1, 3, 8, 8))
+    out, res = _run(cm, image, engine)
+    ref = cm.reference(image)
+    err = np.max(np.abs(out - ref))
+    cos = float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref)))
+    print(f"{backend}: N={cm.params.ring_dim} depth={cm.params.depth} max abs err {err:.2e} cosine {cos:.8f} "
+          f"wall {res.wall_seconds:.2f}s overhead x{res.overhead_ratio:.2f}")
+    assert err < 1e-3 * max(1.0, np.max(np.abs(ref)))
+    assert cos > 0.9999
