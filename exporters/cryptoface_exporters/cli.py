@@ -65,7 +65,9 @@ def _export(args: argparse.Namespace) -> int:
 
     model = load_backbone(args.checkpoint)
     blob = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    training = {k: blob[k] for k in ("train_seconds",) if k in blob}
+    training = {k: blob[k] for k in ("train_seconds", "train_config") if k in blob}
+    if "history" in blob:
+        training["last_epoch"] = blob["history"][-1]
     training.update(json.loads(args.training_note) if args.training_note else {})
     ckpt_name = None
     if args.ship_checkpoint:

@@ -120,7 +120,9 @@ def norm_statistics(model: CryptoFaceNet, split: IdentitySplit | None = None) ->
     tr, te = sq(train), sq(test)
     return {"min": float(tr.min()), "max": float(tr.max()), "mean": float(tr.mean()), "std": float(tr.std()),
             "count": int(len(tr)), "source": "ORL training identities, no augmentation",
-            "heldout_min": float(te.min()), "heldout_max": float(te.max())}
+            "heldout_min": float(te.min()), "heldout_max": float(te.max()),
+            # unseen people fall outside the training range (in both directions): a margin
+            "suggested_fit_range": [0.5 * float(min(tr.min(), te.min())), 1.5 * float(max(tr.max(), te.max()))]}
 
 
 def depth_report(onnx_model: onnx.ModelProto) -> dict[str, dict[str, int]]:

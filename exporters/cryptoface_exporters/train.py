@@ -100,6 +100,12 @@ def _pair_accuracy(model: CryptoFaceNet, images: np.ndarray, labels: np.ndarray)
     return best_threshold(scores, same[idx])[1]
 
 
+def _public_config(cfg: TrainConfig) -> dict:
+    data = {k: v for k, v in asdict(cfg).items() if k not in ("split", "checkpoint_dir", "stop_after")}
+    data["train_ids"], data["heldout_ids"] = list(cfg.split.train_ids), list(cfg.split.test_ids)
+    return data
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Train from scratch (or resume from checkpoint_dir/last.pt) and return the eval-mode backbone."""
     seed_everything(cfg.seed)
@@ -173,11 +179,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         tmp = last.with_suffix(".tmp")  # write then rename: an interrupted save never corrupts last.pt
         torch.save({"backbone": model.state_dict(), "head": head.state_dict(), "aux": aux.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                    "history": history, "train_config": {k: v for k, v in asdict(cfg).items() if k != "split"}}, tmp)
+                    "history": history, "train_config": _public_config(cfg)}, tmp)
         os.replace(tmp, last)
     seconds = time.time() - t0
     model.eval()
     if history and history[-1]["epoch"] < cfg.epochs:
         return TrainResult(model=model, seconds=seconds, epochs=history[-1]["epoch"], history=history)
-    save_backbone(model, ckpt_dir / "backbone.pt", {"train_seconds": seconds, "history": history})
+    save_backbone(model, ckpt_dir / "backbone.pt", {"train_seconds": seconds, "history": history,
+                                                    "train_config": _public_config(cfg)})
     return TrainResult(model=model, seconds=seconds, epochs=cfg.epochs, history=history)
