@@ -424,11 +424,13 @@ class HEContext:
         return self._wrap(self.engine.add_plain(raw, pt.raw))
 
     def mul_plain(self, ct: Ciphertext, values: Any, scale: float | None = None) -> Ciphertext:
-        """Multiply by plaintext values, encoded by default at the scale of the prime the next
-        rescale divides by, so that mul_plain + rescale returns the ciphertext's own scale."""
+        """Multiply by plaintext values, encoded by default at q_l * scale / ct.scale (q_l the
+        prime the next rescale divides by), so that mul_plain + rescale lands exactly on the
+        base scale: every linear layer removes the drift earlier ct x ct products left."""
         self._own(ct)
         self._need_level("mul_plain", ct)
-        scale = self.engine.rescale_divisor(ct.level) if scale is None else scale
+        if scale is None:
+            scale = self.engine.rescale_divisor(ct.level) * self.params.scale / ct.scale
         pt = self._plain_for(ct, values, scale)
         return self._wrap(self.engine.mul_plain(ct.raw, pt.raw))
 

@@ -133,25 +133,31 @@ class ParameterChoice:
     notes: list[str] = field(default_factory=list)
 
 
-def special_bits(depth: int, caps: Capabilities, scale_bits: int) -> int:
-    """Bits of the key-switching modulus P: one prime for SEAL, a digit's worth for hybrid."""
+def special_bits(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
+    """Bits of the key-switching modulus P: one prime as large as q0 for SEAL (key-switching
+    noise stays below the data), a digit's worth for hybrid key switching."""
     if caps.key_switching.startswith("hybrid"):
         digit_bits = math.ceil((depth + 1) / min(OPENFHE_DNUM, depth + 1)) * scale_bits
         return math.ceil(digit_bits / 60) * 60
-    return SPECIAL_MOD_BITS
+    return first_bits
 
 
-def log_qp(depth: int, caps: Capabilities, scale_bits: int) -> int:
-    return FIRST_MOD_BITS + depth * scale_bits + special_bits(depth, caps, scale_bits)
+def log_qp(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
+    return first_bits + depth * scale_bits + special_bits(depth, caps, scale_bits, first_bits)
 
 
-def _levels_at(n: int, caps: Capabilities, scale_bits: int) -> int:
+def _levels_at(n: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
     """The deepest chain whose log QP stays within the 128-bit bound at ring dimension n."""
     bound = caps.max_log_qp_128.get(n, 0)
     depth = 0
-    while log_qp(depth + 1, caps, scale_bits) <= bound:
+    while log_qp(depth + 1, caps, scale_bits, first_bits) <= bound:
         depth += 1
     return depth
+
+
+def first_mod_bits_for(scale_bits: int, headroom_bits: int) -> int:
+    """q0 must hold the largest value at the last level: scale + log2(max |x|) + sign + margin."""
+    return min(60, scale_bits + headroom_bits)
 
 
 def choose_parameters(
@@ -165,24 +171,33 @@ def choose_parameters(
     scale_bits: int = DEFAULT_SCALE_BITS,
     insecure_test_params: bool = False,
     force_bootstrap: bool = False,
+    min_scale_bits: int | None = None,
+    headroom_bits: int = 20,
 ) -> ParameterChoice:
     """Pick N, the chain and the key set; refuse clearly when nothing fits.
 
     Without bootstrapping the chain is exactly `depth_needed` deep (a deeper chain only makes
-    every op and key larger). With bootstrapping (backend capable, and the depth does not fit
-    otherwise) the chain is the post-bootstrap levels plus what the bootstrap consumes.
+    every op and key larger), on the smallest ring that holds it; the scale may drop from
+    `scale_bits` to `min_scale_bits` when that saves a ring dimension (each halving of N makes
+    every op about 2-3x cheaper and the keys 4x smaller; precision drops by 2^-(bits saved)).
+    With bootstrapping (backend capable, and the depth does not fit otherwise) the chain is
+    the post-bootstrap levels plus what the bootstrap consumes.
     """
     budget = default_key_budget() if key_budget is None else key_budget
     dims = sorted(n for n in caps.max_log_qp_128 if n // 2 >= slots)
     if not dims:
         raise CompileError(f"{caps.name}: no ring dimension with {slots} slots at 128-bit security")
+    scales = range(scale_bits, (min_scale_bits or scale_bits) - 1, -1)
     for n in [] if force_bootstrap else dims:
-        if _levels_at(n, caps, scale_bits) >= depth_needed:
-            params = CKKSParams(
-                ring_dim=n, depth=depth_needed, scale_bits=scale_bits, first_mod_bits=FIRST_MOD_BITS,
-                special_mod_bits=SPECIAL_MOD_BITS, slots=_slots(slots), insecure_test_params=insecure_test_params,
-            )
-            return ParameterChoice(params, depth_needed, None, plan_keys(params, caps, rotation_steps, budget))
+        for sb in scales:
+            first = first_mod_bits_for(sb, headroom_bits)
+            if _levels_at(n, caps, sb, first) >= depth_needed:
+                params = CKKSParams(
+                    ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
+                    special_mod_bits=special_bits(depth_needed, caps, sb, first),
+                    slots=_slots(slots), insecure_test_params=insecure_test_params,
+                )
+                return ParameterChoice(params, depth_needed, None, plan_keys(params, caps, rotation_steps, budget))
     most = _levels_at(dims[-1], caps, scale_bits)
     if not caps.bootstrapping or bootstrap_depth is None:
         raise CompileError(

@@ -7,6 +7,7 @@ parameters, the keys, and per-layer counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ PROBE_SLOTS = 1 << 17
 class CompileOptions:
     output_levels: int = 0  # levels the consumer of the output (e.g. the matcher) needs
     scale_bits: int = 40
+    min_scale_bits: int = 30  # the scale may drop this far when it saves a ring dimension
     key_budget: int | None = None
     insecure_test_params: bool = False
     max_depth: int | None = None  # cap the chain (forces bootstraps; for tests and studies)
@@ -130,6 +132,9 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     lgraphs = {p.index: _level_graph(p) for p in parts}
     need = max(critical_depth(g, opts.output_levels) for g in lgraphs.values())
     caps = engine.capabilities()
+    peaks = _calibrate(graph, opts.calibration)
+    # q0 holds the largest value at the last level, with a 16x margin over calibration.
+    headroom = max(10, math.ceil(math.log2(max(2.0, max(peaks.values())))) + 5)
     steps = sorted(set().union(*(p.rotation_steps() for p in parts)))
     capped = opts.max_depth is not None and opts.max_depth < need
     if capped and not caps.bootstrapping:
@@ -139,6 +144,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         bootstrap_depth=engine.bootstrap_depth if caps.bootstrapping else None,
         levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
         key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
+        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom,
     )
     params = choice.params
     # 4. bootstrap placement and level assignment, per patch network.
@@ -153,7 +159,6 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         levels[idx] = la
     bounds: dict[str, float] = {}
     if any(la.bootstraps for la in levels.values()):
-        peaks = _calibrate(graph, opts.calibration)
         bounds = {v: bootstrap_bound(peaks[v]) for la in levels.values() for v in la.bootstraps}
     # 5. lowering.
     constants = ConstantTable()
