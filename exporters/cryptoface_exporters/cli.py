@@ -48,7 +48,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size,
                       distill_weight=args.distill_weight, teacher=args.teacher, checkpoint_dir=args.out,
-                      threads=args.threads)
+                      threads=args.threads, image_folder=args.image_folder)
     result = train(cfg)
     last = result.history[-1]
     print(f"trained {args.model} for {result.epochs} epochs in {result.seconds:.0f} s; last epoch {last}")
@@ -152,14 +152,14 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _teacher(args: argparse.Namespace) -> int:
-    from .data import load_orl  # noqa: PLC0415
+    from .data import load_faces  # noqa: PLC0415
     from .teacher import facenet_embeddings  # noqa: PLC0415
 
-    images, _ = load_orl()
+    images, _ = load_faces(args.image_folder)
     emb = facenet_embeddings(images)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     np.save(args.out, emb)
-    print(f"wrote {emb.shape} FaceNet embeddings of the ORL faces to {args.out}")
+    print(f"wrote {emb.shape} FaceNet embeddings of {args.image_folder or 'the ORL faces'} to {args.out}")
     return 0
 
 
@@ -180,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--distill-weight", type=float, default=0.0)
     s.add_argument("--teacher", help=".npy of teacher embeddings (cryptoface-export teacher)")
+    s.add_argument("--image-folder", help="train on root/<identity>/<image> instead of the ORL faces "
+                   "(20%% of the identities are held out for the progress check)")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is faster on a busy machine)")
     s.add_argument("--out", default="runs/default", help="checkpoint directory (resumes from last.pt)")
     s.set_defaults(func=_train)
@@ -217,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("teacher", help="FaceNet embeddings of the ORL faces for distillation")
     s.add_argument("--out", default="runs/teacher/facenet_orl.npy")
+    s.add_argument("--image-folder", help="embed root/<identity>/<image> (same order as train uses)")
     s.set_defaults(func=_teacher)
     return p
 

@@ -99,6 +99,15 @@ def orl_split(num_train: int = 25, num_ids: int = 35) -> IdentitySplit:
     return IdentitySplit(tuple(range(num_train)), tuple(range(num_train, num_ids)))
 
 
+def identity_split(labels: np.ndarray, heldout_fraction: float = 0.2, seed: int = 0) -> IdentitySplit:
+    """A random split of the identities of a user's data set (at least one held out)."""
+    ids = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    held = max(1, int(round(heldout_fraction * len(ids))))
+    test = np.sort(rng.choice(ids, size=held, replace=False))
+    return IdentitySplit(tuple(int(i) for i in np.setdiff1d(ids, test)), tuple(int(i) for i in test))
+
+
 # --- users' data -------------------------------------------------------------------------------
 
 def load_image(path: str | Path | bytes) -> np.ndarray:
@@ -166,6 +175,14 @@ def read_insightface_bin(path: str | Path) -> tuple[list[np.ndarray], np.ndarray
         raise ValueError(f"{path}: {len(bins)} images for {len(issame)} pairs (expected twice as many)")
     images = [load_image(bytes(b) if not isinstance(b, bytes) else b) for b in bins]
     return images, np.asarray(issame, dtype=bool)
+
+
+def load_faces(image_folder: str | Path | None = None) -> tuple[list[np.ndarray] | np.ndarray, np.ndarray]:
+    """Training faces: the shipped ORL set, or a user's image folder (root/<identity>/<image>)."""
+    if image_folder is None:
+        return load_orl()
+    paths, labels, _ = load_image_folder(image_folder)
+    return [load_image(p) for p in paths], labels
 
 
 def all_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

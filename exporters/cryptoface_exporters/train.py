@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .config import get_config
-from .data import IdentitySplit, load_orl, orl_split, preprocess_batch
+from .data import IdentitySplit, identity_split, load_faces, orl_split, preprocess_batch
 from .heads import ArcFace, PositionHead
 from .inference import embed_torch, save_backbone
 from .model import CryptoFaceNet
@@ -50,7 +50,13 @@ class TrainConfig:
     threads: int = 1
     checkpoint_dir: str = "runs/default"
     stop_after: int | None = None  # stop (resumably) after this epoch, e.g. to time-box a run
-    split: IdentitySplit = field(default_factory=orl_split)
+    image_folder: str | None = None  # root/<identity>/<image>; None = the shipped ORL faces
+    split: IdentitySplit | None = None  # None: ORL's fixed split, or 20% of a folder's identities
+
+    def resolved_split(self, labels: np.ndarray) -> IdentitySplit:
+        if self.split is not None:
+            return self.split
+        return orl_split() if self.image_folder is None else identity_split(labels, 0.2, self.seed)
 
 
 @dataclass
@@ -100,9 +106,9 @@ def _pair_accuracy(model: CryptoFaceNet, images: np.ndarray, labels: np.ndarray)
     return best_threshold(scores, same[idx])[1]
 
 
-def _public_config(cfg: TrainConfig) -> dict:
+def _public_config(cfg: TrainConfig, split: IdentitySplit) -> dict:
     data = {k: v for k, v in asdict(cfg).items() if k not in ("split", "checkpoint_dir", "stop_after")}
-    data["train_ids"], data["heldout_ids"] = list(cfg.split.train_ids), list(cfg.split.test_ids)
+    data["train_ids"], data["heldout_ids"] = list(split.train_ids), list(split.test_ids)
     return data
 
 
@@ -111,10 +117,11 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
     mcfg = get_config(cfg.model)
-    images, labels = load_orl()
-    train_mask, test_mask = cfg.split.masks(labels)
+    images, labels = load_faces(cfg.image_folder)
+    split = cfg.resolved_split(labels)
+    train_mask, test_mask = split.masks(labels)
     x_all = preprocess_batch(images, mcfg.input_size, mcfg.in_channels)
-    id_map = {pid: k for k, pid in enumerate(cfg.split.train_ids)}
+    id_map = {pid: k for k, pid in enumerate(split.train_ids)}
     x_train = torch.from_numpy(x_all[train_mask])
     y_train = torch.tensor([id_map[int(l)] for l in labels[train_mask]])
     teacher = None
@@ -124,7 +131,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         teacher = torch.from_numpy(np.load(cfg.teacher)[train_mask]).float()
 
     model = CryptoFaceNet(mcfg)
-    head = ArcFace(mcfg.embedding_dim, len(cfg.split.train_ids), s=cfg.arcface_s, m=cfg.arcface_m)
+    head = ArcFace(mcfg.embedding_dim, len(split.train_ids), s=cfg.arcface_s, m=cfg.arcface_m)
     aux = PositionHead(mcfg.patch_features, mcfg.num_patches)
     params = list(model.parameters()) + list(head.parameters()) + list(aux.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -179,12 +186,12 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         tmp = last.with_suffix(".tmp")  # write then rename: an interrupted save never corrupts last.pt
         torch.save({"backbone": model.state_dict(), "head": head.state_dict(), "aux": aux.state_dict(),
                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                    "history": history, "train_config": _public_config(cfg)}, tmp)
+                    "history": history, "train_config": _public_config(cfg, split)}, tmp)
         os.replace(tmp, last)
     seconds = time.time() - t0
     model.eval()
     if history and history[-1]["epoch"] < cfg.epochs:
         return TrainResult(model=model, seconds=seconds, epochs=history[-1]["epoch"], history=history)
     save_backbone(model, ckpt_dir / "backbone.pt", {"train_seconds": seconds, "history": history,
-                                                    "train_config": _public_config(cfg)})
+                                                    "train_config": _public_config(cfg, split)})
     return TrainResult(model=model, seconds=seconds, epochs=cfg.epochs, history=history)

@@ -49,6 +49,27 @@ def test_short_training_learns_and_resumes(tmp_path):
     assert result.history[:2] == first.history
 
 
+def test_training_on_an_image_folder(tmp_path):
+    """Users train on root/<identity>/<image>; identities are split, never images."""
+    from PIL import Image
+
+    from cryptoface_exporters.data import load_orl
+
+    images, labels = load_orl()
+    for person in range(5):
+        (tmp_path / "faces" / f"id{person}").mkdir(parents=True)
+        for k, face in enumerate(images[labels == person][:6]):
+            Image.fromarray(face).save(tmp_path / "faces" / f"id{person}" / f"{k}.png")
+    cfg = TrainConfig(model="small", epochs=2, image_folder=str(tmp_path / "faces"),
+                      checkpoint_dir=str(tmp_path / "run"), batch_size=8)
+    result = train(cfg, progress=False)
+    assert len(result.history) == 2 and np.isfinite(result.history[-1]["loss"])
+    blob = torch.load(tmp_path / "run" / "backbone.pt", weights_only=False)
+    split = blob["train_config"]
+    assert len(split["heldout_ids"]) == 1 and len(split["train_ids"]) == 4
+    assert set(split["heldout_ids"]).isdisjoint(split["train_ids"])
+
+
 @pytest.mark.slow
 def test_full_small_training_beats_raw_pixels(tmp_path):
     """The shipped recipe for `small` generalizes to unseen people better than raw pixels do."""
