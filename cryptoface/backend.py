@@ -95,6 +95,16 @@ class Engine(ABC):
         raise CapabilityError(f"backend {cls.name!r} does not bootstrap")
 
     @classmethod
+    def refuses(cls, params: CKKSParams) -> str | None:
+        """Why the library would refuse `params` (None: it accepts them).
+
+        The compiler asks before it commits to a parameter set, because a library may count
+        the modulus differently (OpenFHE's hybrid key-switching modulus) and enforce its own
+        security table.
+        """
+        return None
+
+    @classmethod
     @abstractmethod
     def keygen(cls, params: CKKSParams, rotation_steps: Sequence[int]) -> "Engine":
         """A new client context: secret, public, relinearization and the given rotation keys

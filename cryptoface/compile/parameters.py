@@ -51,9 +51,9 @@ def key_switch_key_bytes(params: CKKSParams, caps: Capabilities) -> int:
     """Bytes of one key-switching key (a rotation or relinearization key)."""
     n, L = params.ring_dim, data_primes(params)
     if caps.key_switching.startswith("hybrid"):
-        dnum = min(OPENFHE_DNUM, L)
-        digit_bits = math.ceil(L / dnum) * params.scale_bits
-        p_primes = math.ceil(digit_bits / 60)
+        bound = caps.max_log_qp_128.get(n, 10**9)
+        dnum = hybrid_dnum(params.depth, params.scale_bits, params.first_mod_bits, bound) or min(OPENFHE_DNUM, L)
+        p_primes = _hybrid_p_bits(L, dnum, params.scale_bits, params.first_mod_bits) // 60
         return dnum * 2 * (L + p_primes) * n * 8
     if caps.key_switching == "simulated":
         return 0
@@ -133,24 +133,44 @@ class ParameterChoice:
     notes: list[str] = field(default_factory=list)
 
 
-def special_bits(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
+def _dnum_candidates(primes: int) -> list[int]:
+    """OpenFHE's order: its default 3 first, then more digits (smaller P), then fewer."""
+    return [d for d in [*range(3, primes + 1), 2, 1] if d <= primes]
+
+
+def _hybrid_p_bits(primes: int, dnum: int, scale_bits: int, first_bits: int) -> int:
+    """P must exceed the largest digit (q0 and the scale primes grouped with it)."""
+    digit_bits = first_bits + (math.ceil(primes / dnum) - 1) * scale_bits
+    return math.ceil((digit_bits + 1) / 60) * 60
+
+
+def hybrid_dnum(depth: int, scale_bits: int, first_bits: int, bound: int) -> int | None:
+    """The digit count OpenFHE will use: the first candidate whose log QP fits `bound`."""
+    primes = depth + 1
+    for d in _dnum_candidates(primes):
+        if first_bits + depth * scale_bits + _hybrid_p_bits(primes, d, scale_bits, first_bits) <= bound:
+            return d
+    return None
+
+
+def special_bits(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS, bound: int | None = None) -> int:
     """Bits of the key-switching modulus P: one prime as large as q0 for SEAL (key-switching
-    noise stays below the data), a digit's worth for hybrid key switching."""
+    noise stays below the data); for hybrid key switching, the digit OpenFHE will choose."""
     if caps.key_switching.startswith("hybrid"):
-        digit_bits = math.ceil((depth + 1) / min(OPENFHE_DNUM, depth + 1)) * scale_bits
-        return math.ceil(digit_bits / 60) * 60
+        d = hybrid_dnum(depth, scale_bits, first_bits, bound) if bound is not None else None
+        return _hybrid_p_bits(depth + 1, d or min(OPENFHE_DNUM, depth + 1), scale_bits, first_bits)
     return first_bits
 
 
-def log_qp(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
-    return first_bits + depth * scale_bits + special_bits(depth, caps, scale_bits, first_bits)
+def log_qp(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS, bound: int | None = None) -> int:
+    return first_bits + depth * scale_bits + special_bits(depth, caps, scale_bits, first_bits, bound)
 
 
 def _levels_at(n: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
     """The deepest chain whose log QP stays within the 128-bit bound at ring dimension n."""
     bound = caps.max_log_qp_128.get(n, 0)
     depth = 0
-    while log_qp(depth + 1, caps, scale_bits, first_bits) <= bound:
+    while log_qp(depth + 1, caps, scale_bits, first_bits, bound) <= bound:
         depth += 1
     return depth
 
@@ -173,6 +193,7 @@ def choose_parameters(
     force_bootstrap: bool = False,
     min_scale_bits: int | None = None,
     headroom_bits: int = 20,
+    refuses: Callable[[CKKSParams], str | None] = lambda p: None,
 ) -> ParameterChoice:
     """Pick N, the chain and the key set; refuse clearly when nothing fits.
 
@@ -194,10 +215,11 @@ def choose_parameters(
             if _levels_at(n, caps, sb, first) >= depth_needed:
                 params = CKKSParams(
                     ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
-                    special_mod_bits=special_bits(depth_needed, caps, sb, first),
+                    special_mod_bits=special_bits(depth_needed, caps, sb, first, caps.max_log_qp_128[n]),
                     slots=_slots(slots), insecure_test_params=insecure_test_params,
                 )
-                return ParameterChoice(params, depth_needed, None, plan_keys(params, caps, rotation_steps, budget))
+                if refuses(params) is None:
+                    return ParameterChoice(params, depth_needed, None, plan_keys(params, caps, rotation_steps, budget))
     most = _levels_at(dims[-1], caps, scale_bits)
     if not caps.bootstrapping or bootstrap_depth is None:
         raise CompileError(
@@ -209,7 +231,12 @@ def choose_parameters(
     budget_levels = (3, 3)
     probe = CKKSParams(ring_dim=n, depth=1, scale_bits=BOOT_SCALE_BITS, slots=_slots(slots), insecure_test_params=True)
     boot_depth = bootstrap_depth(budget_levels, probe)
-    total = _levels_at(n, caps, BOOT_SCALE_BITS) - 1  # OpenFHE keeps one more prime below level 0
+    # With bootstrapping keys are many: keep OpenFHE's default 3 digits (small keys) rather
+    # than buying levels with more digits. OpenFHE keeps one more prime below level 0.
+    bound = caps.max_log_qp_128[n]
+    total = 0
+    while log_qp(total + 2, caps, BOOT_SCALE_BITS) <= bound:
+        total += 1
     if levels_after_bootstrap is not None:
         total = min(total, levels_after_bootstrap + boot_depth)
     if total - boot_depth < 2:

@@ -144,7 +144,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         bootstrap_depth=engine.bootstrap_depth if caps.bootstrapping else None,
         levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
         key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
-        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom,
+        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom, refuses=engine.refuses,
     )
     params = choice.params
     # 4. bootstrap placement and level assignment, per patch network.

@@ -28,7 +28,8 @@ def test_too_deep_without_bootstrapping_is_a_clear_error():
 
 
 def test_bootstrapping_backend_gets_a_bootstrap_config():
-    c = choose_parameters(FHE, depth_needed=45, slots=16384, rotation_steps=[1], bootstrap_depth=lambda b, p: 14)
+    c = choose_parameters(FHE, depth_needed=45, slots=16384, rotation_steps=[1], bootstrap_depth=lambda b, p: 14,
+                          key_budget=2**40)
     assert c.params.bootstrap is not None and c.params.bootstrap.depth == 14
     assert c.params.ring_dim == 65536 and c.params.security_bits() == 128
     assert c.boot_level == c.params.depth - 14 > 2
@@ -66,4 +67,6 @@ def test_naf_composes_any_step(step):
 def test_hybrid_key_switching_leaves_room_for_p():
     from cryptoface.compile.parameters import _levels_at, log_qp
     d = _levels_at(65536, FHE, 50)
-    assert log_qp(d, FHE, 50) <= 1747 < log_qp(d + 1, FHE, 50)
+    assert log_qp(d, FHE, 50, bound=1747) <= 1747 < log_qp(d + 1, FHE, 50, bound=1747)
+    # more digits make P smaller: a chain fits that OpenFHE's default 3 digits would not
+    assert log_qp(d, FHE, 50, bound=1747) < log_qp(d, FHE, 50)

@@ -273,6 +273,15 @@ class OpenFHEEngine(Engine):
         return int(o.CryptoContext.GetBootstrapDepth(list(level_budget), o.UNIFORM_TERNARY))
 
     @classmethod
+    def refuses(cls, params: CKKSParams) -> str | None:
+        """OpenFHE enforces its own 128-bit table on log Q plus its hybrid P: ask it."""
+        try:
+            _make_context(params)
+        except (InsecureParametersError, ParameterError) as exc:
+            return str(exc)
+        return None
+
+    @classmethod
     def keygen(cls, params: CKKSParams, rotation_steps: Sequence[int]) -> "OpenFHEEngine":
         cls._check_bootstrap(params)
         cc, dnum = _make_context(params)
