@@ -116,6 +116,102 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="On
     console.print(table)
 
 
+def _compile(model: str, backend: Optional[str], config_path: Optional[Path], insecure: bool = False):
+    from .compile.pipeline import CompileOptions, compile_model
+    from .config import resolve
+    from .models import load_bundle
+    from .plugins import get_plugins
+
+    cfg = resolve(backend, config_path)
+    bundle = load_bundle(model)
+    engine = get_plugins().get(cfg.backend)
+    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure or cfg.insecure_test_params)
+    return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
+
+
+@app.command()
+def plan(
+    model: str = typer.Argument(..., help="small, cryptofacenet4, or a path to an .onnx file."),
+    backend: Optional[str] = BackendOpt,
+    config_path: Optional[Path] = ConfigOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan report as JSON."),
+) -> None:
+    """Compile a model for a backend and print the plan: parameters, levels, bootstraps, keys, counts."""
+    try:
+        _, _, cm = _compile(model, backend, config_path)
+    except CryptofaceError as exc:
+        _fail(exc)
+    rep = cm.program.report
+    if as_json:
+        typer.echo(json.dumps(rep, indent=2))
+        return
+    gib = 2**30
+    console.print(f"[bold]{model}[/] on [bold]{rep['backend']}[/]: N={rep['ring_dim']}, slots={rep['slots']}, "
+                  f"log Q={rep['log_q']}, log QP={rep['log_qp']}, scale 2^{rep['scale_bits']}, "
+                  f"security {rep['security_bits'] or 'BELOW 128'}-bit")
+    console.print(f"depth {rep['depth']} (needed {rep['depth_needed']}), bootstraps {rep['bootstraps']} "
+                  f"({rep['bootstraps_per_patch']} per patch network, {rep['patches']} patch networks in parallel)")
+    console.print(f"rotations {rep['rotations']} ({rep['rotations_per_patch']} per patch), rotation keys {rep['rotation_keys']}"
+                  f"{' (powers of two, composed)' if rep['rotation_keys_composed'] else ''}, ct x pt {rep['ct_pt_mults']}, "
+                  f"ct x ct {rep['ct_ct_mults']}, rescales {rep['rescales']}")
+    fits = "fits" if rep["key_memory_fits"] else "DOES NOT FIT"
+    console.print(f"predicted key memory {rep['key_memory_bytes'] / gib:.2f} GiB ({rep['key_switch_key_bytes'] / 2**20:.0f} MiB "
+                  f"per key): {fits} in the budget of {rep['key_memory_budget_bytes'] / gib:.1f} GiB")
+    table = Table(title="per layer (one patch network)")
+    for col in ("layer", "level", "diagonals", "rotations (baby+giant+repl)", "ct x pt", "MPCNN rotations / mults"):
+        table.add_column(col)
+    for r in rep["layers"]:
+        mp = f"{r['mpcnn_rotations']} / {r['mpcnn_mults']}" if "mpcnn_rotations" in r else "-"
+        table.add_row(r["layer"], str(r["level"]), str(r["diagonals"]),
+                      f"{r['rotations']} ({r['baby']}+{r['giant']}+{r['replication']})", str(r["pt_mults"]), mp)
+    console.print(table)
+
+
+@app.command()
+def infer(
+    model: str = typer.Argument(..., help="small, cryptofacenet4, or a path to an .onnx file."),
+    image: str = typer.Option("orl:0", help="An image file (.png/.jpg with pillow, .npy), or orl:INDEX for a shipped ORL face."),
+    backend: Optional[str] = BackendOpt,
+    config_path: Optional[Path] = ConfigOpt,
+    check: bool = typer.Option(False, "--check", help="Compare with the plaintext reference and print the error."),
+) -> None:
+    """One encrypted inference: the client encrypts, the server computes with evaluation keys only."""
+    import time
+
+    import numpy as np
+
+    from .backend import HEContext
+    from .preprocess import load_image
+    from .runtime.executors import run_program
+
+    try:
+        bundle, engine, cm = _compile(model, backend, config_path)
+        if image.startswith("orl:"):
+            from .data import load_orl
+
+            raw = load_orl()[0][int(image.split(":", 1)[1])]
+        else:
+            raw = load_image(image)
+        x = bundle.preprocess(raw)
+        t0 = time.perf_counter()
+        client = cm.create_context(engine)
+        server = HEContext.deserialize(client.public().serialize(), engine)
+        console.print(f"keys: {time.perf_counter() - t0:.1f} s; N={cm.params.ring_dim}, depth {cm.params.depth}")
+        inputs = {k: server.deserialize_ciphertext(client.serialize_ciphertext(v)) for k, v in cm.encrypt(client, x).items()}
+        res = run_program(server, cm.program, inputs, progress=True)
+        ct = client.deserialize_ciphertext(server.serialize_ciphertext(next(iter(res.outputs.values()))))
+        emb = cm.decode(client.decrypt(ct))
+    except CryptofaceError as exc:
+        _fail(exc)
+    console.print(f"encrypted inference: {res.wall_seconds:.1f} s (framework overhead x{res.overhead_ratio:.3f})")
+    console.print(f"embedding[:6] = {np.array2string(emb[:6], precision=4)}")
+    if check:
+        ref = cm.reference(x)
+        cos = float(emb @ ref / (np.linalg.norm(emb) * np.linalg.norm(ref)))
+        console.print(f"reference[:6] = {np.array2string(ref[:6], precision=4)}")
+        console.print(f"max abs error {np.max(np.abs(emb - ref)):.3e}, cosine similarity {cos:.8f}")
+
+
 @bench_app.command("primitives")
 def bench_primitives(
     backend: Optional[str] = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available one)."),
@@ -141,6 +237,32 @@ def bench_primitives(
     if markdown is not None:
         _write_between_markers(markdown, "primitives", md)
         console.print(f"table written into {markdown}")
+
+
+@bench_app.command("inference")
+def bench_inference(
+    model: str = typer.Option("small", help="small, cryptofacenet4, or a path to an .onnx file."),
+    backend: str = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available real backend)."),
+    executor: str = typer.Option("serial", help="serial or threads."),
+    json_out: Path = typer.Option(Path("bench-inference.json"), "--json", help="Where to write the JSON results."),
+    markdown: Optional[Path] = typer.Option(None, help="Also write the Markdown table into this file (between markers)."),
+) -> None:
+    """One encrypted inference per backend: time, memory, keys, error, overhead."""
+    from .bench.inference import run_isolated, to_markdown
+    from .plugins import get_plugins
+
+    names = [b.name for b in get_plugins().backends() if b.available and b.name != "simulator"] if backend == "all" else [backend]
+    rows = []
+    for name in names:
+        err_console.print(f"[dim]{model} on {name} ...[/]")
+        rows.append(run_isolated(model, name, executor))
+        r = rows[-1]
+        err_console.print(f"[dim]{name}: {r.get('inference_seconds', float('nan')):.1f} s, cosine {r.get('cosine', float('nan')):.7f} {r.get('error', '')}[/]")
+    json_out.write_text(json.dumps(rows, indent=2))
+    md = to_markdown(rows, _command_line())
+    console.print(md)
+    if markdown is not None:
+        _write_between_markers(markdown, f"inference-{Path(model).stem}", md)
 
 
 def _write_between_markers(path: Path, name: str, text: str) -> None:

@@ -1,0 +1,112 @@
+"""`cryptoface bench inference`: one encrypted inference per backend, with every figure.
+
+Each backend runs in its own subprocess so that its peak RSS is its own. Inside it: compile,
+key generation, client encryption, the server's run on an evaluation context loaded from
+bytes, decryption, and comparison with the numpy reference of the same IR. The framework
+overhead ratio is wall time of the server run over the time spent inside backend primitives,
+both measured in that run.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from ..compile.pipeline import CompileOptions, compile_model
+from ..models import load_bundle
+from ..plugins import get_plugins
+from ..runtime.executors import get_executor, run_program
+
+
+def face(bundle, index: int = 0) -> np.ndarray:
+    from ..data import load_orl
+
+    images, _ = load_orl()
+    return bundle.preprocess(images[index])
+
+
+def run_one(model: str, backend: str, executor: str = "serial", image_index: int = 0, progress: bool = False) -> dict:
+    bundle = load_bundle(model)
+    engine = get_plugins().get(backend)
+    t0 = time.perf_counter()
+    cm = compile_model(bundle.onnx_path, engine, CompileOptions(calibration=bundle.calibration_images()))
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client = cm.create_context(engine)
+    keygen_s = time.perf_counter() - t0
+    eval_bytes = client.public().serialize()
+    server = type(client).deserialize(eval_bytes, engine)
+    image = face(bundle, image_index)
+    t0 = time.perf_counter()
+    cts = cm.encrypt(client, image)
+    wire = {k: client.serialize_ciphertext(v) for k, v in cts.items()}
+    encrypt_s = time.perf_counter() - t0
+    inputs = {k: server.deserialize_ciphertext(v) for k, v in wire.items()}
+    res = run_program(server, cm.program, inputs, get_executor(executor), progress=progress)
+    out_ct = next(iter(res.outputs.values()))
+    out_bytes = server.serialize_ciphertext(out_ct)
+    emb = cm.decode(client.decrypt(client.deserialize_ciphertext(out_bytes)))
+    ref = cm.reference(image)
+    rep = {k: v for k, v in cm.program.report.items() if k != "layers"}
+    return {
+        "model": model, "backend": backend, "executor": executor,
+        "ring_dim": rep["ring_dim"], "depth": rep["depth"], "scale_bits": rep["scale_bits"],
+        "security_bits": rep["security_bits"], "bootstraps": rep["bootstraps"],
+        "bootstraps_per_patch": rep["bootstraps_per_patch"], "rotations": rep["rotations"],
+        "rotation_keys": rep["rotation_keys"], "ct_pt_mults": rep["ct_pt_mults"],
+        "predicted_key_memory_bytes": rep["key_memory_bytes"],
+        "evaluation_context_bytes": len(eval_bytes),
+        "input_ciphertext_bytes": sum(len(v) for v in wire.values()), "output_ciphertext_bytes": len(out_bytes),
+        "compile_seconds": compile_s, "keygen_seconds": keygen_s, "encrypt_seconds": encrypt_s,
+        "inference_seconds": res.wall_seconds, "primitive_seconds": res.profile.primitive_seconds,
+        "constant_seconds": res.profile.constant_seconds, "overhead_ratio": res.overhead_ratio,
+        "max_abs_error": float(np.max(np.abs(emb - ref))),
+        "cosine": float(emb @ ref / (np.linalg.norm(emb) * np.linalg.norm(ref))),
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "primitive_breakdown_seconds": dict(res.profile.seconds),
+    }
+
+
+def run_isolated(model: str, backend: str, executor: str = "serial") -> dict:
+    """run_one in a fresh interpreter, so peak memory is this backend's alone."""
+    cmd = [sys.executable, "-m", "cryptoface.bench.inference", model, backend, executor]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-3:]
+        return {"model": model, "backend": backend, "error": " | ".join(tail)}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def to_markdown(rows: list[dict], command: str) -> str:
+    cols = [
+        ("backend", "backend", "{}"), ("N", "ring_dim", "{}"), ("depth", "depth", "{}"), ("scale", "scale_bits", "{}"),
+        ("bootstraps/patch", "bootstraps_per_patch", "{}"), ("rotations", "rotations", "{}"),
+        ("keys", "rotation_keys", "{}"), ("inference s", "inference_seconds", "{:.1f}"),
+        ("keygen s", "keygen_seconds", "{:.1f}"), ("peak RSS GB", "peak_rss_bytes", "{:.2f}"),
+        ("eval keys MB", "evaluation_context_bytes", "{:.0f}"), ("overhead", "overhead_ratio", "{:.3f}"),
+        ("max abs err", "max_abs_error", "{:.2e}"), ("cosine", "cosine", "{:.7f}"),
+    ]
+    lines = [f"Command: `{command}`", "", "| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['backend']} | failed: {r['error']} |")
+            continue
+        cells = []
+        for _, key, fmt in cols:
+            v = r[key]
+            if key == "peak_rss_bytes":
+                v = v / 1e9
+            if key == "evaluation_context_bytes":
+                v = v / 1e6
+            cells.append(fmt.format(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_one(*sys.argv[1:4])))
