@@ -56,7 +56,7 @@ class SectionEmitter:
         return self.switched[key]
 
     def partition(self, part: PackedPartition) -> Section:
-        self.section = Section(self.name, (part.input_name,), (part.output_name,))
+        self.section = Section(self.name, tuple(i.name for i in part.inputs), (part.output_name,))
         for op in part.ops:
             if op.kind == "input":
                 self.at[op.name] = op.name

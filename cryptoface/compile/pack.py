@@ -44,12 +44,21 @@ class PackedOp:
         return len(self.inputs) > 1
 
 
+@dataclass(frozen=True)
+class PackedInput:
+    """A ciphertext the client sends: a graph input, or a Slice of one (a patch)."""
+
+    name: str
+    source: str  # the graph input it is cut from
+    shape: tuple[int, ...]
+    slice: dict | None  # starts/ends/axes/steps of the client-side cut, None for the whole input
+    layout: Layout
+
+
 @dataclass
 class PackedPartition:
     index: int
-    input_name: str
-    input_slice: dict  # the client cuts the image with it: starts/ends/axes
-    input_shape: tuple[int, ...]
+    inputs: list[PackedInput]
     output_name: str
     ops: list[PackedOp]
 
@@ -111,28 +120,41 @@ class Packer:
         self.graph = graph
         self.slots = slots
 
+    def input_layout(self, shape: tuple[int, ...]) -> Layout:
+        """Feature maps (1, C, H, W) are multiplexed; anything else is a flat vector."""
+        if len(shape) == 4 and shape[0] == 1:
+            return Layout.multiplexed(shape[1], shape[2], shape[3], self.slots)
+        return Layout.flat(int(np.prod(shape)), self.slots)
+
     def partition(self, index: int, nodes: tuple[Node, ...]) -> PackedPartition:
+        """Pack one patch network (nodes starting with a Slice of the graph input), or, for a
+        graph without patches, the whole graph with its inputs as the ciphertexts."""
         ops: dict[str, PackedOp] = {}
         deferred: dict[str, LinearMap] = {}  # linear maps waiting to be folded into the next one
         alias: dict[str, str] = {}  # IR value -> the ciphertext that holds it
+        inputs: list[PackedInput] = []
         first = nodes[0]
-        if first.op != "slice" or first.inputs[0] not in self.graph.inputs:
-            raise CompileError(f"partition {index} does not start with a Slice of the graph input (starts with {first.op} {first.name!r})")
-        shape = self.graph.shape(first.output)
-        if len(shape) != 4 or shape[0] != 1:
-            raise CompileError(f"patch input {first.output!r} has shape {shape}; expected (1, C, H, W)")
-        layout = Layout.multiplexed(shape[1], shape[2], shape[3], self.slots)
-        ops[first.output] = PackedOp(first.output, "input", (), layout, self.slots, 0, ir_nodes=(first.name,))
-        for node in nodes[1:]:
+        if first.op == "slice" and first.inputs[0] in self.graph.inputs:
+            shape = self.graph.shape(first.output)
+            cut = {k: list(first.attrs[k]) for k in ("starts", "ends", "axes")} | {"steps": list(first.attrs.get("steps") or [])}
+            inputs.append(PackedInput(first.output, first.inputs[0], tuple(shape), cut, self.input_layout(shape)))
+            body = nodes[1:]
+        else:
+            used = {i for n in nodes for i in n.inputs}
+            for g in self.graph.inputs:
+                if g in used:
+                    shape = self.graph.shape(g)
+                    inputs.append(PackedInput(g, g, tuple(shape), None, self.input_layout(shape)))
+            body = nodes
+        for inp in inputs:
+            ops[inp.name] = PackedOp(inp.name, "input", (), inp.layout, self.slots, 0, ir_nodes=(inp.name,))
+        for node in body:
             self._pack(node, ops, deferred, alias)
-        out_node = nodes[-1]
-        out = alias.get(out_node.output, out_node.output)
-        if out_node.output in deferred:
-            out = self._materialize(out_node.output, ops, deferred, alias)
-        return PackedPartition(
-            index, first.output, {k: list(first.attrs[k]) for k in ("starts", "ends", "axes")} | {"steps": list(first.attrs.get("steps") or [])},
-            tuple(shape), out, list(ops.values()),
-        )
+        out_value = nodes[-1].output
+        out = alias.get(out_value, out_value)
+        if out in deferred:
+            out = self._materialize(out, ops, deferred, alias)
+        return PackedPartition(index, inputs, out, list(ops.values()))
 
     # ---- helpers -----------------------------------------------------------------------------
     def _src(self, value: str, ops, deferred, alias) -> PackedOp:
@@ -169,7 +191,7 @@ class Packer:
         if kind in ("flatten", "reshape", "identity"):
             alias[out] = alias.get(node.inputs[0], node.inputs[0])
             return
-        if kind in ("conv", "avgpool", "global_avgpool", "linear"):
+        if kind in ("conv", "avgpool", "global_avgpool", "linear", "transpose"):
             src, inner, inner_name = self._linear_input(node, ops, deferred, alias)
             in_layout = inner.out_layout if inner is not None else src.layout
             lmap = self._linear_map(node, in_layout)
@@ -186,7 +208,8 @@ class Packer:
         if kind == "quadratic":
             x = self._src(node.inputs[0], ops, deferred, alias)
             lay = x.layout
-            a, b, c = (self._constant(node.params[k], lay, f"{node.name}.{k}") for k in ("a", "b", "c"))
+            shape = self.graph.shape(node.output)
+            a, b, c = (self._constant(node.params[k], lay, f"{node.name}.{k}", shape) for k in ("a", "b", "c"))
             monic = bool(np.all(a == 1.0))
             if not monic and np.any(a == 0):
                 raise CompileError(f"quadratic {node.name!r}: a coefficient is 0 in some channel; fold it to a linear op first")
@@ -198,20 +221,23 @@ class Packer:
             return
         if kind in ("mul_const", "add_const"):
             x = self._src(node.inputs[0], ops, deferred, alias)
-            val = self._constant(node.params["value"], x.layout, node.name)
+            val = self._constant(node.params["value"], x.layout, node.name, self.graph.shape(node.output))
             ops[out] = PackedOp(out, kind, (x.name,), x.layout, x.period, 1 if kind == "mul_const" else 0,
                                 consts={"value": self._vec(x.layout, val, x.period)}, ir_nodes=(node.name,))
             return
         if kind == "neg":
             x = self._src(node.inputs[0], ops, deferred, alias)
             ops[out] = PackedOp(out, "mul_const", (x.name,), x.layout, x.period, 1,
-                                consts={"value": self._vec(x.layout, -np.ones(self._channels(x.layout)), x.period)}, ir_nodes=(node.name,))
+                                consts={"value": self._vec(x.layout, -np.ones(x.layout.numel if x.layout.is_flat else self._channels(x.layout)), x.period)},
+                                ir_nodes=(node.name,))
             return
         if kind in ("add", "sub", "mul", "sum"):
             srcs = [self._src(i, ops, deferred, alias) for i in node.inputs]
             layouts = {s.layout for s in srcs}
             if len(layouts) != 1:
-                raise CompileError(f"{kind} {node.name!r}: operands in different layouts {[s.layout.describe() for s in srcs]}")
+                shapes = [self.graph.shape(i) for i in node.inputs]
+                raise CompileError(f"{kind} {node.name!r}: operands of shapes {shapes} pack into different layouts "
+                                   f"({', '.join(s.layout.describe() for s in srcs)}); broadcasting between ciphertexts is not supported")
             period = max(s.period for s in srcs)
             if kind == "sum":
                 prev = srcs[0]
@@ -239,6 +265,14 @@ class Packer:
             return cons[0].op == "linear"
 
     def _linear_map(self, node: Node, in_layout: Layout) -> LinearMap:
+        in_shape = self.graph.shape(node.inputs[0])
+        special = not in_layout.is_flat and len(in_shape) == 4 and in_shape[0] == 1 and node.op != "transpose"
+        if node.op == "avgpool" and (node.attrs.get("ceil_mode") or any(d != 1 for d in node.attrs.get("dilations", (1, 1)))):
+            special = False
+        if node.op == "linear":
+            special = len(in_shape) == 2 and in_shape[0] == 1 or (not in_layout.is_flat and len(self.graph.shape(node.output)) == 2)
+        if not special:
+            return self._probed_map(node, in_layout, in_shape)
         p = node.params
         if node.op == "conv":
             a = node.attrs
@@ -262,11 +296,42 @@ class Packer:
             bias = np.broadcast_to(bias, (w.shape[0],)).astype(np.float64)
         return gemm_map(in_layout, w, bias, name=node.name)
 
+    def _probed_map(self, node: Node, in_layout: Layout, in_shape: tuple[int, ...]) -> LinearMap:
+        """Any linear op on small tensors, by running its reference on unit vectors: covers
+        the shapes the specialised constructors do not (1-D/3-D convs, batched Gemm...)."""
+        from ..ir import ops as irops
+
+        n_in = int(np.prod(in_shape))
+        if n_in > 8192:
+            raise CompileError(f"{node.op} {node.name!r}: shape {in_shape} is neither a (1, C, H, W) feature map nor small enough to probe")
+        out_shape = self.graph.shape(node.output)
+        out_layout = Layout.flat(int(np.prod(out_shape)), self.slots)
+        bias = irops.evaluate(node, [np.zeros(in_shape)]).reshape(-1)
+        cols_in = in_layout.slot_indices().reshape(-1) if not in_layout.is_flat else np.arange(n_in)
+        rows, cols, vals = [], [], []
+        for j in range(n_in):
+            e = np.zeros(n_in)
+            e[j] = 1.0
+            col = irops.evaluate(node, [e.reshape(in_shape)]).reshape(-1) - bias
+            nz = np.flatnonzero(col)
+            rows.append(nz)
+            cols.append(np.full(nz.size, cols_in[j]))
+            vals.append(col[nz])
+        b = np.zeros(self.slots)
+        b[: bias.size] = bias
+        return LinearMap(in_layout, out_layout, np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
+                         np.concatenate(vals), b if np.any(bias) else None, name=node.name)
+
     def _channels(self, layout: Layout) -> int:
         return layout.shape[0]
 
-    def _constant(self, value: np.ndarray, layout: Layout, what: str) -> np.ndarray:
+    def _constant(self, value: np.ndarray, layout: Layout, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         if layout.is_flat:
+            if shape is not None:
+                try:
+                    return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).reshape(-1).copy()
+                except ValueError:
+                    raise CompileError(f"{what}: constant of shape {np.shape(value)} does not broadcast to {shape}") from None
             return _per_element(value, layout, what)
         return _per_channel(value, layout.shape[0], what)
 

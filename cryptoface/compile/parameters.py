@@ -212,7 +212,8 @@ def choose_parameters(
     for n in [] if force_bootstrap else dims:
         for sb in scales:
             first = first_mod_bits_for(sb, headroom_bits)
-            if _levels_at(n, caps, sb, first) >= depth_needed:
+            bound = caps.max_log_qp_128[n]
+            if log_qp(depth_needed, caps, sb, first, bound) <= bound:
                 params = CKKSParams(
                     ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
                     special_mod_bits=special_bits(depth_needed, caps, sb, first, caps.max_log_qp_128[n]),

@@ -59,38 +59,45 @@ class CompiledModel:
         return self.program.params
 
     # ---- client side ----------------------------------------------------------------------
-    def patch_inputs(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """The image cut as the graph's Slices cut it, each packed into its layout."""
-        x = np.asarray(image, dtype=np.float64)
-        shape = self.graph.shape(self.graph.inputs[0])
-        if x.shape != tuple(shape):
-            if x.shape == tuple(shape[1:]):
-                x = x[None]
-            else:
-                raise CompileError(f"input image has shape {x.shape}, the model expects {tuple(shape)}")
-        if not np.all(np.isfinite(x)):
-            raise CompileError("input image contains NaN or infinity")
+    def patch_inputs(self, *arrays: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
+        """The inputs cut as the graph's Slices cut them (patches), each packed into its layout.
+
+        Positional arrays bind to the graph inputs in order (for a face model: the image)."""
+        feeds = dict(zip(self.graph.inputs, arrays)) | named
+        missing = set(self.graph.inputs) - set(feeds)
+        if missing:
+            raise CompileError(f"missing model inputs {sorted(missing)}")
         out = {}
         for part in self.partitions:
-            sl = [slice(None)] * x.ndim
-            s = part.input_slice
-            for a, b, e in zip(s["axes"], s["starts"], s["ends"]):
-                sl[a] = slice(b, e)
-            patch = x[tuple(sl)][0]
-            out[part.input_name] = part.ops[0].layout.pack(patch)
+            for inp in part.inputs:
+                x = np.asarray(feeds[inp.source], dtype=np.float64)
+                shape = tuple(self.graph.shape(inp.source))
+                if x.shape != shape:
+                    if x.size != int(np.prod(shape)):
+                        raise CompileError(f"input {inp.source!r} has shape {x.shape}, the model expects {shape}")
+                    x = x.reshape(shape)
+                if not np.all(np.isfinite(x)):
+                    raise CompileError(f"input {inp.source!r} contains NaN or infinity")
+                if inp.slice is not None:
+                    sl = [slice(None)] * x.ndim
+                    s = inp.slice
+                    for a, b, e in zip(s["axes"], s["starts"], s["ends"]):
+                        sl[a] = slice(b, e)
+                    x = x[tuple(sl)]
+                out[inp.name] = inp.layout.pack(x[0] if not inp.layout.is_flat else x.reshape(-1))
         return out
 
-    def encrypt(self, ctx: HEContext, image: np.ndarray) -> dict[str, Ciphertext]:
-        return {k: ctx.encrypt(v) for k, v in self.patch_inputs(image).items()}
+    def encrypt(self, ctx: HEContext, *arrays: np.ndarray, **named: np.ndarray) -> dict[str, Ciphertext]:
+        return {k: ctx.encrypt(v) for k, v in self.patch_inputs(*arrays, **named).items()}
 
     def decode(self, vec: np.ndarray) -> np.ndarray:
-        return self.output_layout.unpack(np.asarray(vec)[: self.params.slots])
+        """The output values (flattened) from the decrypted slot vector."""
+        return np.asarray(self.output_layout.unpack(np.asarray(vec)[: self.params.slots])).reshape(-1)
 
-    def reference(self, image: np.ndarray) -> np.ndarray:
-        x = np.asarray(image, dtype=np.float64)
-        shape = self.graph.shape(self.graph.inputs[0])
-        x = x.reshape(shape)
-        return run_reference(self.graph, {self.graph.inputs[0]: x})[self.graph.outputs[0]].reshape(-1)
+    def reference(self, *arrays: np.ndarray, **named: np.ndarray) -> np.ndarray:
+        feeds = dict(zip(self.graph.inputs, arrays)) | named
+        feeds = {k: np.asarray(v, dtype=np.float64).reshape(self.graph.shape(k)) for k, v in feeds.items()}
+        return run_reference(self.graph, feeds)[self.graph.outputs[0]].reshape(-1)
 
     def create_context(self, engine: type[Engine]) -> HEContext:
         return HEContext.create(engine, self.params, self.program.rotation_steps)
@@ -101,11 +108,20 @@ def _level_graph(part: PackedPartition) -> LevelGraph:
     return LevelGraph(nodes, (part.output_name,))
 
 
-def _calibrate(graph: Graph, calibration: np.ndarray | None) -> dict[str, float]:
-    """Largest |value| per IR value over the calibration inputs (default: 8 random images)."""
+def _calibrate_random(graph: Graph) -> dict[str, float]:
+    """Without calibration data: uniform [-1, 1] draws for every input."""
+    rng = np.random.default_rng(0)
+    peaks: dict[str, float] = {}
+    for _ in range(4):
+        feeds = {i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs}
+        for k, v in run_reference(graph, feeds, return_all=True).items():
+            peaks[k] = max(peaks.get(k, 0.0), float(np.max(np.abs(v))))
+    return peaks
+
+
+def _calibrate(graph: Graph, calibration: np.ndarray) -> dict[str, float]:
+    """Largest |value| per IR value over the calibration inputs (a batch for the one input)."""
     shape = graph.shape(graph.inputs[0])
-    if calibration is None:
-        calibration = np.random.default_rng(0).uniform(-1, 1, (8, *shape[1:]))
     peaks: dict[str, float] = {}
     for img in calibration:
         values = run_reference(graph, {graph.inputs[0]: np.asarray(img, dtype=np.float64).reshape(shape)}, return_all=True)
@@ -117,11 +133,12 @@ def _calibrate(graph: Graph, calibration: np.ndarray | None) -> dict[str, float]
 def compile_model(model: Any, engine: type[Engine], options: CompileOptions | None = None) -> CompiledModel:
     opts = options or CompileOptions()
     graph = model if isinstance(model, Graph) else import_onnx(model)
-    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
-        raise CompileError(f"expected one input and one output, got {graph.inputs} -> {graph.outputs}")
+    if len(graph.outputs) != 1:
+        raise CompileError(f"expected one output, got {graph.outputs}")
     parts_ir = graph.partitions()
-    if not parts_ir:
-        raise CompileError("the graph has no patch partitions (no Slice of the input starts a subgraph)")
+    whole = not parts_ir  # no patches: the whole graph is one section
+    if whole:
+        parts_ir = {0: graph.topological_order()}
     # 1. packing: find the slots the largest tensor needs, then pack for real.
     probe = [Packer(graph, PROBE_SLOTS).partition(i, nodes) for i, nodes in sorted(parts_ir.items())]
     used = max(op.layout.used for p in probe for op in p.ops)
@@ -132,7 +149,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     lgraphs = {p.index: _level_graph(p) for p in parts}
     need = max(critical_depth(g, opts.output_levels) for g in lgraphs.values())
     caps = engine.capabilities()
-    peaks = _calibrate(graph, opts.calibration)
+    peaks = _calibrate(graph, opts.calibration) if opts.calibration is not None else _calibrate_random(graph)
     # q0 holds the largest value at the last level, with a 16x margin over calibration.
     headroom = max(10, math.ceil(math.log2(max(2.0, max(peaks.values())))) + 5)
     steps = sorted(set().union(*(p.rotation_steps() for p in parts)))
@@ -166,14 +183,14 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     for p in parts:
         em = SectionEmitter(f"patch{p.index}", slots, constants, levels[p.index], bounds, params.depth)
         sections.append(em.partition(p))
-    combine, out_layout, out_period = _combine(graph, parts, levels)
+    combine, out_layout, out_period = _combine(graph, parts, levels, whole)
     sections.append(combine)
     if choice.keys.composed:
         sections = [_compose_rotations(s, slots) for s in sections]
     program = HEProgram(
         params=params, rotation_steps=list(choice.keys.steps), compose_rotations=choice.keys.composed,
         sections=sections, constants=constants,
-        inputs={p.input_name: {"level": choice.input_level, "layout": p.ops[0].layout.describe(), "section": f"patch{p.index}"} for p in parts},
+        inputs={i.name: {"level": choice.input_level, "layout": i.layout.describe(), "section": f"patch{p.index}"} for p in parts for i in p.inputs},
         outputs={graph.outputs[0]: {"layout": out_layout.describe(), "period": out_period}},
     )
     compiled = CompiledModel(graph, program, parts, levels, choice, out_layout, out_period, engine.name)
@@ -182,15 +199,19 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     return compiled
 
 
-def _combine(graph: Graph, parts: list[PackedPartition], levels: dict[int, LevelAssignment]) -> tuple[Section, Layout, int]:
+def _combine(graph: Graph, parts: list[PackedPartition], levels: dict[int, LevelAssignment], whole: bool) -> tuple[Section, Layout, int]:
     """The section after the patch networks: the shared nodes (the Sum of partial outputs)."""
-    shared = graph.shared_nodes()
+    shared = () if whole else graph.shared_nodes()
     outs = {p.output_name: (levels[p.index].assigned[p.output_name], p) for p in parts}
     section = Section("combine", tuple(outs), (graph.outputs[0],))
     env = {name: name for name in outs}
     lvl = {name: l for name, (l, _) in outs.items()}
-    layout = {name: p.ops[-1].layout for name, (_, p) in outs.items()}
+    layout = {name: next(op.layout for op in p.ops if op.name == name) for name, (_, p) in outs.items()}
     period = {name: next(op.period for op in p.ops if op.name == name) for name, (_, p) in outs.items()}
+    if whole:  # the graph output is the (only) section's output, possibly under an alias
+        (only,) = outs
+        for d in (env, lvl, layout, period):
+            d[graph.outputs[0]] = d[only]
     for node in shared:
         if node.op not in ("sum", "add", "identity", "flatten", "reshape"):
             raise CompileError(f"op {node.op!r} at {node.name!r} joins the patch networks; only sums are supported there")
