@@ -48,6 +48,7 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=args.model, epochs=args.epochs, lr=args.lr, seed=args.seed, batch_size=args.batch_size,
                       distill_weight=args.distill_weight, teacher=args.teacher, checkpoint_dir=args.out,
+                      distill_mode=args.distill_mode,
                       threads=args.threads, image_folder=args.image_folder)
     result = train(cfg)
     last = result.history[-1]
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--distill-weight", type=float, default=0.0)
     s.add_argument("--teacher", help=".npy of teacher embeddings (cryptoface-export teacher)")
+    s.add_argument("--distill-mode", default="relational", choices=["relational", "embedding"])
     s.add_argument("--image-folder", help="train on root/<identity>/<image> instead of the ORL faces "
                    "(20%% of the identities are held out for the progress check)")
     s.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is faster on a busy machine)")

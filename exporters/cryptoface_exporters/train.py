@@ -7,8 +7,10 @@ Why these choices:
 * The HerPN scales are clamped away from zero after every step, so the depth-optimal fusion
   (which divides by a2) is always possible.
 * Augmentation (flip, shift, brightness/contrast) matters more than anything else on 250 images.
-* Distillation (optional) matches the batch's cosine-similarity matrix to the teacher's, which
-  needs no projection between the teacher's and the student's embedding sizes.
+* Distillation (optional), two kinds: ``relational`` matches the batch's cosine-similarity
+  matrix to the teacher's (no projection between the embedding sizes needed); ``embedding``
+  maps the student's embedding through a training-only Linear(D -> teacher dim) and maximizes
+  its cosine with the teacher's embedding.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ class TrainConfig:
     aux_weight: float = 0.005
     distill_weight: float = 0.0  # > 0 needs teacher embeddings
     teacher: str | None = None  # .npy of teacher embeddings, one row per ORL image
+    distill_mode: str = "relational"  # or "embedding"
     max_shift: int = 0  # pixels; 0 means input_size // 16
     grad_clip: float = 5.0
     threads: int = 1
@@ -129,11 +132,17 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         if not cfg.teacher:
             raise ValueError("distill_weight > 0 needs --teacher embeddings (cryptoface-export teacher)")
         teacher = torch.from_numpy(np.load(cfg.teacher)[train_mask]).float()
+        if cfg.distill_mode not in ("relational", "embedding"):
+            raise ValueError(f"unknown distill_mode {cfg.distill_mode!r}")
 
     model = CryptoFaceNet(mcfg)
     head = ArcFace(mcfg.embedding_dim, len(split.train_ids), s=cfg.arcface_s, m=cfg.arcface_m)
     aux = PositionHead(mcfg.patch_features, mcfg.num_patches)
     params = list(model.parameters()) + list(head.parameters()) + list(aux.parameters())
+    project = None
+    if teacher is not None and cfg.distill_mode == "embedding":
+        project = torch.nn.Linear(mcfg.embedding_dim, teacher.shape[1])
+        params += list(project.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
@@ -168,7 +177,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
             loss = arc + cfg.aux_weight * aux_loss
             kd = torch.zeros(())
             if teacher is not None:
-                kd = relational_loss(out.embedding, teacher[idx])
+                if project is None:
+                    kd = relational_loss(out.embedding, teacher[idx])
+                else:
+                    kd = 1.0 - F.cosine_similarity(project(out.embedding), teacher[idx]).mean()
                 loss = loss + cfg.distill_weight * kd
             opt.zero_grad()
             loss.backward()

@@ -86,3 +86,16 @@ def test_full_small_training_beats_raw_pixels(tmp_path):
     pairs, same = all_pairs(labels[test])
     raw = verify_pairs("pixels", cosine_scores(pixels[pairs[:, 0]], pixels[pairs[:, 1]]), same)
     assert trained.eer < raw.eer
+
+
+@pytest.mark.parametrize("mode", ["relational", "embedding"])
+def test_distillation_modes_run(tmp_path, mode):
+    """Distillation needs only a .npy of teacher embeddings (here random, 350 x 16)."""
+    teacher = tmp_path / "teacher.npy"
+    np.save(teacher, np.random.default_rng(0).standard_normal((350, 16)).astype(np.float32))
+    cfg = TrainConfig(model="small", epochs=1, distill_weight=1.0, teacher=str(teacher), distill_mode=mode,
+                      checkpoint_dir=str(tmp_path / "run"))
+    assert train(cfg, progress=False).history[0]["kd"] > 0
+    with pytest.raises(ValueError, match="needs --teacher"):
+        train(TrainConfig(model="small", epochs=1, distill_weight=1.0, checkpoint_dir=str(tmp_path / "x")),
+              progress=False)
