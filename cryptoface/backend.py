@@ -436,11 +436,14 @@ class HEContext:
     def mul_plain(self, ct: Ciphertext, values: Any, scale: float | None = None) -> Ciphertext:
         """Multiply by plaintext values, encoded by default at q_l * scale / ct.scale (q_l the
         prime the next rescale divides by), so that mul_plain + rescale lands exactly on the
-        base scale: every linear layer removes the drift earlier ct x ct products left."""
+        base scale: every linear layer removes the drift earlier ct x ct products left. A
+        ciphertext far from the base scale (an unrescaled product) gets plain q_l."""
         self._own(ct)
         self._need_level("mul_plain", ct)
         if scale is None:
-            scale = self.engine.rescale_divisor(ct.level) * self.params.scale / ct.scale
+            scale = self.engine.rescale_divisor(ct.level)
+            if 0.5 < ct.scale / self.params.scale < 2:  # drift only: correct it; else keep q_l
+                scale *= self.params.scale / ct.scale
         pt = self._plain_for(ct, values, scale)
         return self._wrap(self.engine.mul_plain(ct.raw, pt.raw))
 

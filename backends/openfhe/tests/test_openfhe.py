@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cryptoface.backend import HEContext
-from cryptoface.errors import CapabilityError, MissingSecretKeyError, ParameterError, SerializationError
+from cryptoface.errors import CapabilityError, InsecureParametersError, MissingSecretKeyError, ParameterError, SerializationError
 from cryptoface.params import BootstrapConfig, CKKSParams
 from cryptoface.plugins import get_plugins
 from cryptoface_openfhe import OPENFHE_MAX_LOG_QP_128, OpenFHEEngine, _make_context, _seal, _unseal
@@ -251,15 +251,18 @@ def test_ciphertext_from_another_key_is_refused(ctx: HEContext, x) -> None:
 # ---- security ---------------------------------------------------------------------------------------
 
 
-def test_openfhe_enforces_128_bit_and_rings_grow_when_needed() -> None:
-    # The conformance parameters: log QP = 400 by the core's count (one 60-bit special prime),
-    # but OpenFHE's HYBRID P has two 60-bit primes when q0 has 60 bits: 460 > 437 at N=2^14.
+def test_openfhe_enforces_128_bit_and_refuses_rather_than_growing_the_ring() -> None:
+    # log QP = 400 by the core's count (one 60-bit special prime), but OpenFHE's HYBRID P has
+    # two 60-bit primes when q0 has 60 bits: 460 > 437 at N=2^14. The plan's ring is kept:
+    # the engine refuses (and says why), and the compiler asks `refuses` before committing.
     p = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=60, slots=64)
-    cc, dnum = _make_context(p)
-    assert cc.GetRingDimension() == 32768
+    with pytest.raises(InsecureParametersError, match="HYBRID"):
+        _make_context(p)
+    assert "HYBRID" in (OpenFHEEngine.refuses(p) or "")
     q = CKKSParams(ring_dim=16384, depth=7, scale_bits=40, first_mod_bits=50, slots=64)
     cc, dnum = _make_context(q)
     assert cc.GetRingDimension() == 16384 and dnum == 8
+    assert OpenFHEEngine.refuses(q) is None
 
 
 @pytest.mark.slow
