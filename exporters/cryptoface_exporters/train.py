@@ -115,6 +115,83 @@ def _public_config(cfg: TrainConfig, split: IdentitySplit) -> dict:
     return data
 
 
+@dataclass
+class _State:
+    """Everything a training run updates, saved in last.pt so a run can resume."""
+
+    model: CryptoFaceNet
+    head: ArcFace
+    aux: PositionHead
+    project: torch.nn.Linear | None  # training-only, embedding distillation
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+
+    def modules(self) -> dict:
+        parts = {"backbone": self.model, "head": self.head, "aux": self.aux, "optimizer": self.opt,
+                 "scheduler": self.sched}
+        return parts | ({"project": self.project} if self.project is not None else {})
+
+    def save(self, path: Path, extra: dict) -> None:
+        tmp = path.with_suffix(".tmp")  # write then rename: an interrupted save never corrupts last.pt
+        torch.save({k: m.state_dict() for k, m in self.modules().items()} | extra, tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> dict:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        for key, module in self.modules().items():
+            module.load_state_dict(blob[key])
+        return blob
+
+
+def _build(cfg: TrainConfig, num_classes: int, teacher_dim: int | None, steps_per_epoch: int) -> _State:
+    mcfg = get_config(cfg.model)
+    model = CryptoFaceNet(mcfg)
+    head = ArcFace(mcfg.embedding_dim, num_classes, s=cfg.arcface_s, m=cfg.arcface_m)
+    aux = PositionHead(mcfg.patch_features, mcfg.num_patches)
+    project = None
+    if teacher_dim is not None and cfg.distill_mode == "embedding":
+        project = torch.nn.Linear(mcfg.embedding_dim, teacher_dim)
+    params = [p for m in (model, head, aux, project) if m is not None for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.1)
+    return _State(model, head, aux, project, opt, sched)
+
+
+def _load_teacher(cfg: TrainConfig, train_mask: np.ndarray) -> torch.Tensor | None:
+    if cfg.distill_weight <= 0:
+        return None
+    if not cfg.teacher:
+        raise ValueError("distill_weight > 0 needs --teacher embeddings (cryptoface-export teacher)")
+    if cfg.distill_mode not in ("relational", "embedding"):
+        raise ValueError(f"unknown distill_mode {cfg.distill_mode!r}")
+    return torch.from_numpy(np.load(cfg.teacher)[train_mask]).float()
+
+
+def _step(st: _State, cfg: TrainConfig, x: torch.Tensor, y: torch.Tensor, teacher: torch.Tensor | None) -> dict:
+    """One optimizer step; returns the loss terms."""
+    out = st.model.forward_features(x)
+    arc = F.cross_entropy(st.head(out.embedding, y), y)
+    aux_loss = st.aux.loss(out.patch_features)
+    loss = arc + cfg.aux_weight * aux_loss
+    kd = torch.zeros(())
+    if teacher is not None:
+        if st.project is None:
+            kd = relational_loss(out.embedding, teacher)
+        else:
+            kd = 1.0 - F.cosine_similarity(st.project(out.embedding), teacher).mean()
+        loss = loss + cfg.distill_weight * kd
+    st.opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in st.opt.param_groups for p in g["params"]], cfg.grad_clip)
+    st.opt.step()
+    st.sched.step()
+    for h in st.model.herpns():
+        h.clamp_scale_()
+    return {"loss": float(loss.detach()), "arc": float(arc.detach()), "aux": float(aux_loss.detach()),
+            "kd": float(kd.detach())}
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     """Train from scratch (or resume from checkpoint_dir/last.pt) and return the eval-mode backbone."""
     seed_everything(cfg.seed)
@@ -127,34 +204,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     id_map = {pid: k for k, pid in enumerate(split.train_ids)}
     x_train = torch.from_numpy(x_all[train_mask])
     y_train = torch.tensor([id_map[int(l)] for l in labels[train_mask]])
-    teacher = None
-    if cfg.distill_weight > 0:
-        if not cfg.teacher:
-            raise ValueError("distill_weight > 0 needs --teacher embeddings (cryptoface-export teacher)")
-        teacher = torch.from_numpy(np.load(cfg.teacher)[train_mask]).float()
-        if cfg.distill_mode not in ("relational", "embedding"):
-            raise ValueError(f"unknown distill_mode {cfg.distill_mode!r}")
-
-    model = CryptoFaceNet(mcfg)
-    head = ArcFace(mcfg.embedding_dim, len(split.train_ids), s=cfg.arcface_s, m=cfg.arcface_m)
-    aux = PositionHead(mcfg.patch_features, mcfg.num_patches)
-    params = list(model.parameters()) + list(head.parameters()) + list(aux.parameters())
-    project = None
-    if teacher is not None and cfg.distill_mode == "embedding":
-        project = torch.nn.Linear(mcfg.embedding_dim, teacher.shape[1])
-        params += list(project.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    teacher = _load_teacher(cfg, train_mask)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.1)
+    st = _build(cfg, len(split.train_ids), None if teacher is None else teacher.shape[1], steps_per_epoch)
+
     ckpt_dir = Path(cfg.checkpoint_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    start, history = 1, []
     last = ckpt_dir / "last.pt"
+    start, history = 1, []
     if last.exists():
-        blob = torch.load(last, map_location="cpu", weights_only=False)
-        for obj, key in ((model, "backbone"), (head, "head"), (aux, "aux"), (opt, "optimizer"), (sched, "scheduler")):
-            obj.load_state_dict(blob[key])
+        blob = st.load(last)
         start, history = blob["epoch"] + 1, blob["history"]
     gen = torch.Generator().manual_seed(cfg.seed + start)
     max_shift = cfg.max_shift or max(1, mcfg.input_size // 16)
@@ -163,45 +222,25 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
     for epoch in bar:
         if cfg.stop_after is not None and epoch > cfg.stop_after:
             break
-        model.train()
-        head.m = cfg.arcface_m * min(1.0, epoch / max(1, cfg.margin_warmup_epochs))
+        st.model.train()
+        st.head.m = cfg.arcface_m * min(1.0, epoch / max(1, cfg.margin_warmup_epochs))
         perm = torch.randperm(len(x_train), generator=gen)
         totals = {"loss": 0.0, "arc": 0.0, "aux": 0.0, "kd": 0.0}
         for k in range(steps_per_epoch):
             idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
-            out = model.forward_features(augment(x_train[idx], max_shift, gen))
-            arc = F.cross_entropy(head(out.embedding, y_train[idx]), y_train[idx])
-            aux_loss = aux.loss(out.patch_features)
-            loss = arc + cfg.aux_weight * aux_loss
-            kd = torch.zeros(())
-            if teacher is not None:
-                if project is None:
-                    kd = relational_loss(out.embedding, teacher[idx])
-                else:
-                    kd = 1.0 - F.cosine_similarity(project(out.embedding), teacher[idx]).mean()
-                loss = loss + cfg.distill_weight * kd
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            sched.step()
-            for h in model.herpns():
-                h.clamp_scale_()
-            for key, val in (("loss", loss), ("arc", arc), ("aux", aux_loss), ("kd", kd)):
-                totals[key] += float(val.detach()) / steps_per_epoch
+            terms = _step(st, cfg, augment(x_train[idx], max_shift, gen), y_train[idx],
+                          None if teacher is None else teacher[idx])
+            for key, val in terms.items():
+                totals[key] += val / steps_per_epoch
         record = {"epoch": epoch, **{k: round(v, 4) for k, v in totals.items()},
-                  "heldout_acc": round(_pair_accuracy(model, x_all[test_mask], labels[test_mask]), 4)}
+                  "heldout_acc": round(_pair_accuracy(st.model, x_all[test_mask], labels[test_mask]), 4)}
         history.append(record)
         bar.set_postfix(loss=record["loss"], heldout=record["heldout_acc"])
-        tmp = last.with_suffix(".tmp")  # write then rename: an interrupted save never corrupts last.pt
-        torch.save({"backbone": model.state_dict(), "head": head.state_dict(), "aux": aux.state_dict(),
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
-                    "history": history, "train_config": _public_config(cfg, split)}, tmp)
-        os.replace(tmp, last)
+        st.save(last, {"epoch": epoch, "history": history, "train_config": _public_config(cfg, split)})
     seconds = time.time() - t0
-    model.eval()
+    model = st.model.eval()
     if history and history[-1]["epoch"] < cfg.epochs:
         return TrainResult(model=model, seconds=seconds, epochs=history[-1]["epoch"], history=history)
     save_backbone(model, ckpt_dir / "backbone.pt", {"train_seconds": seconds, "history": history,
