@@ -41,7 +41,8 @@ class Executor(Protocol):
 
 def _run_one(ctx: HEContext, program: HEProgram, section: Section, env: dict[str, Ciphertext], position: int, progress: bool):
     prof = Profile()
-    bar = tqdm(total=len(section.instrs), desc=section.name, position=position, leave=False, disable=not progress)
+    # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI)
+    bar = tqdm(total=len(section.instrs), desc=section.name, position=position, leave=False, disable=None if progress else True)
     t0 = time.perf_counter()
     out = run_section(ctx, program, section, {k: env[k] for k in section.inputs}, prof, on_step=lambda _: bar.update())
     bar.close()
