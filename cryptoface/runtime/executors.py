@@ -1,8 +1,8 @@
 """Schedules the independent sections of a program (one per patch network).
 
 One interface, several strategies: in-process serial, a thread pool (useful only where the
-library releases the GIL during its primitives), and a Ray executor for a cluster (`ray`
-extra). The combining section runs after all patch sections, on the caller's thread.
+library releases the GIL during its primitives), forked worker processes (keys shared
+copy-on-write). The combining section runs after all patch sections, on the caller's thread.
 """
 
 from __future__ import annotations
@@ -68,13 +68,59 @@ class ThreadExecutor:
             return [f.result() for f in futs]
 
 
-EXECUTORS = {"serial": SerialExecutor, "threads": ThreadExecutor}
+# State a forked worker inherits (copy-on-write: the keys' C++ memory is shared, not copied).
+_FORKED: tuple | None = None
+
+
+def _run_forked(index: int) -> tuple[dict[str, bytes], dict, float]:
+    ctx, program, sections, env = _FORKED  # type: ignore[misc]
+    out, prof, secs = _run_one(ctx, program, sections[index], env, index, False)
+    return {k: ctx.serialize_ciphertext(v) for k, v in out.items()}, prof.to_dict(), secs
+
+
+class ProcessExecutor:
+    """Sections in forked worker processes (one per core by default).
+
+    Fork shares the parent's keys copy-on-write instead of loading them into every worker;
+    results come back as serialized ciphertexts. Libraries that run OpenMP thread pools
+    (OpenFHE) are not fork-safe after their pool started, so they are refused here: use
+    threads for them (their primitives release the GIL and are multithreaded already).
+    """
+
+    name = "processes"
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+
+    def map_sections(self, ctx, program, sections, env, progress):
+        import multiprocessing as mp
+
+        global _FORKED
+        if ctx.engine.capabilities().thread_control:
+            raise ConfigError(f"the processes executor forks, which {ctx.backend} (OpenMP) does not survive; use threads")
+        _FORKED = (ctx, program, sections, env)
+        try:
+            with mp.get_context("fork").Pool(min(self.workers, len(sections))) as pool:
+                results = pool.map(_run_forked, range(len(sections)))
+        finally:
+            _FORKED = None
+        out = []
+        for blobs, prof_d, secs in results:
+            prof = Profile()
+            for k, v in prof_d["seconds"].items():
+                prof.add(k, v, prof_d["calls"][k])
+            prof.constant_seconds = prof_d["constant_seconds"]
+            out.append(({k: ctx.deserialize_ciphertext(b) for k, b in blobs.items()}, prof, secs))
+        return out
+
+
+EXECUTORS = {"serial": SerialExecutor, "threads": ThreadExecutor, "processes": ProcessExecutor}
 
 
 def get_executor(name: str, workers: int = 2) -> Executor:
     if name not in EXECUTORS:
         raise ConfigError(f"unknown executor {name!r}; choose one of {sorted(EXECUTORS)}")
-    return EXECUTORS[name](workers) if name == "threads" else EXECUTORS[name]()
+    return EXECUTORS[name]() if name == "serial" else EXECUTORS[name](workers)
 
 
 def run_program(ctx: HEContext, program: HEProgram, inputs: dict[str, Ciphertext],

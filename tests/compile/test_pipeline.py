@@ -67,3 +67,17 @@ def test_tiny_model_on_every_backend(backend):
           f"wall {res.wall_seconds:.2f}s overhead x{res.overhead_ratio:.2f}")
     assert err < 1e-3 * max(1.0, np.max(np.abs(ref)))
     assert cos > 0.9999
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_parallel_executors_give_the_serial_result(executor):
+    from cryptoface.runtime.executors import get_executor
+
+    model = ir_models.tiny_cryptofacenet(patches_per_side=2, patch=8, channels=4, dim=6)
+    cm = compile_model(model, SimulatorEngine)
+    ctx = cm.create_context(SimulatorEngine)
+    image = np.random.default_rng(4).uniform(-1, 1, (1, 3, 16, 16))
+    res = run_program(ctx.public(), cm.program, cm.encrypt(ctx, image), get_executor(executor, 2))
+    out = cm.decode(ctx.decrypt(res.outputs[cm.graph.outputs[0]]))
+    assert np.max(np.abs(out - cm.reference(image))) < 1e-4 * max(1.0, np.max(np.abs(out)))
+    assert set(res.section_seconds) == {"patch0", "patch1", "patch2", "patch3", "combine"}
