@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..backend import Capabilities
@@ -194,6 +194,7 @@ def choose_parameters(
     min_scale_bits: int | None = None,
     headroom_bits: int = 20,
     refuses: Callable[[CKKSParams], str | None] = lambda p: None,
+    ring_dim: int | None = None,
 ) -> ParameterChoice:
     """Pick N, the chain and the key set; refuse clearly when nothing fits.
 
@@ -205,7 +206,13 @@ def choose_parameters(
     the post-bootstrap levels plus what the bootstrap consumes.
     """
     budget = default_key_budget() if key_budget is None else key_budget
-    dims = sorted(n for n in caps.max_log_qp_128 if n // 2 >= slots)
+    limits = dict(caps.max_log_qp_128)
+    if ring_dim is not None:  # forced (tests, studies); beyond the 128-bit table only if insecure
+        if ring_dim not in limits and not insecure_test_params:
+            raise CompileError(f"ring_dim={ring_dim} has no 128-bit parameters on {caps.name}; set insecure_test_params for tests")
+        limits = {ring_dim: limits.get(ring_dim, 0) if not insecure_test_params else 60 * 64}
+        caps = replace(caps, max_log_qp_128=limits)
+    dims = sorted(n for n in limits if n // 2 >= slots)
     if not dims:
         raise CompileError(f"{caps.name}: no ring dimension with {slots} slots at 128-bit security")
     scales = range(scale_bits, (min_scale_bits or scale_bits) - 1, -1)
@@ -229,14 +236,16 @@ def choose_parameters(
             "that bootstraps (e.g. --backend openfhe), a shallower model, or a smaller scale"
         )
     n = dims[-1]
-    budget_levels = (3, 3)
+    # OpenFHE's level budget: more levels make the linear parts of the bootstrap cheaper; few
+    # slots need few (log2(slots) bits split over the budget).
+    budget_levels = (3, 3) if slots >= 4096 else (2, 2)
     probe = CKKSParams(ring_dim=n, depth=1, scale_bits=BOOT_SCALE_BITS, slots=_slots(slots), insecure_test_params=True)
     boot_depth = bootstrap_depth(budget_levels, probe)
     # With bootstrapping keys are many: keep OpenFHE's default 3 digits (small keys) rather
     # than buying levels with more digits. OpenFHE keeps one more prime below level 0.
     bound = caps.max_log_qp_128[n]
     total = 0
-    while log_qp(total + 2, caps, BOOT_SCALE_BITS) <= bound:
+    while log_qp(total + 2, caps, BOOT_SCALE_BITS) <= bound and total < 60:
         total += 1
     if levels_after_bootstrap is not None:
         total = min(total, levels_after_bootstrap + boot_depth)

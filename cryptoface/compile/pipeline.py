@@ -40,6 +40,7 @@ class CompileOptions:
     insecure_test_params: bool = False
     max_depth: int | None = None  # cap the chain (forces bootstraps; for tests and studies)
     calibration: np.ndarray | None = None  # (n, C, H, W) inputs for bootstrap range bounds
+    ring_dim: int | None = None  # force N (tests); below 128-bit only with insecure_test_params
 
 
 @dataclass
@@ -161,7 +162,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         bootstrap_depth=engine.bootstrap_depth if caps.bootstrapping else None,
         levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
         key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
-        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom, refuses=engine.refuses,
+        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom, refuses=engine.refuses, ring_dim=opts.ring_dim,
     )
     params = choice.params
     # 4. bootstrap placement and level assignment, per patch network.
