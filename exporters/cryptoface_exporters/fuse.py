@@ -106,7 +106,7 @@ class FusedModel:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(torch.float64)
-        parts = [p(xi) for p, xi in zip(self.patches, split_patches(x, self.config.patch_size))]
+        parts = [p(xi) for p, xi in zip(self.patches, split_patches(x, self.config.patch_size), strict=True)]
         return torch.stack(parts, 0).sum(0)
 
 

@@ -85,7 +85,7 @@ class CryptoFaceNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> Outputs:
         patches = split_patches(x, self.config.patch_size)
-        feats = [net(p) for net, p in zip(self.nets, patches)]
+        feats = [net(p) for net, p in zip(self.nets, patches, strict=True)]
         embedding = self.bn(self.linear(torch.cat(feats, dim=1)))
         return Outputs(embedding=embedding, patch_features=torch.stack(feats, dim=1))
 

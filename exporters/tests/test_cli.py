@@ -56,7 +56,7 @@ def test_evaluate_insightface_bin_and_lfw_pairs(tmp_path, small_model, capsys):
         right += [people[p][2], people[(p + 1) % 10][3]]
         same += [True, False]
     png = lambda a: (Image.fromarray(a).save(buf := io.BytesIO(), format="PNG"), buf.getvalue())[1]
-    bins = [png(x) for pair in zip(left, right) for x in pair]
+    bins = [png(x) for pair in zip(left, right, strict=True) for x in pair]
     with open(tmp_path / "orl.bin", "wb") as fh:
         pickle.dump((bins, same), fh)
     for p in range(10):

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from cryptoface_exporters.evaluate import (best_threshold, equal_error_rate, format_table, kfold_accuracy,
                                            tar_at_far, verify_pairs)
