@@ -76,7 +76,7 @@ def _export(args: argparse.Namespace) -> int:
         CHECKPOINT_DIR.mkdir(exist_ok=True)
         shutil.copyfile(args.checkpoint, CHECKPOINT_DIR / ckpt_name)
         print(f"checkpoint copied to {CHECKPOINT_DIR / ckpt_name}")
-    sidecar = export_model(model, args.out, ckpt_name, training)
+    sidecar = export_model(model, args.out, ckpt_name, training, form=args.form)
     print(format_table([VerificationResult(**r) for r in sidecar["verification"]]))
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
     return 0
@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="MODEL.onnx (MODEL.json is written beside it)")
     s.add_argument("--ship-checkpoint", action="store_true",
                    help="copy the checkpoint into cryptoface_exporters/checkpoints/ for verify")
+    s.add_argument("--form", default="monic", choices=["monic", "aespa"],
+                   help="monic (depth-optimal, the contract) or aespa (unfused HerPN, for comparison)")
     s.add_argument("--training-note", help="JSON merged into the sidecar's 'training' record")
     s.set_defaults(func=_export)
 

@@ -135,16 +135,20 @@ def sidecar_path(onnx_path: str | Path) -> Path:
 
 def export_model(model: CryptoFaceNet, onnx_path: str | Path, checkpoint_name: str | None = None,
                  training: dict[str, Any] | None = None, extra_results: list[VerificationResult] | None = None,
-                 log=print) -> dict[str, Any]:
-    """Fuse, export, check, evaluate and write the JSON sidecar beside the ONNX file."""
+                 log=print, form: Form = "monic") -> dict[str, Any]:
+    """Fuse, export, check, evaluate and write the JSON sidecar beside the ONNX file.
+
+    ``form="aespa"`` writes the unfused-HerPN graph (2 more levels per block), only for
+    measuring what the monic form saves; the shipped models are monic.
+    """
     cfg = model.config
     model = model.eval()
-    fusion = [compare_fused(model, form) for form in ("monic", "aespa")]
+    fusion = [compare_fused(model, f) for f in ("monic", "aespa")]
     for c in fusion:
         log(c.line())
         if c.worst > 1e-9 * max(1.0, c.scale):
             raise AssertionError(f"fusion is not exact: {c.line()}")
-    onnx_model = save_onnx(fuse(model, "monic"), onnx_path, {"normalization": json.dumps(NORMALIZATION)})
+    onnx_model = save_onnx(fuse(model, form), onnx_path, {"normalization": json.dumps(NORMALIZATION)})
     ort_check, torch32 = compare_onnx(model, onnx_path)
     log(ort_check.line())
     log(torch32.line())
@@ -157,7 +161,7 @@ def export_model(model: CryptoFaceNet, onnx_path: str | Path, checkpoint_name: s
         "model": cfg.name,
         "onnx": Path(onnx_path).name,
         "opset": OPSET,
-        "form": "monic",
+        "form": form,
         "input": {"name": INPUT_NAME, "shape": [1, cfg.in_channels, cfg.input_size, cfg.input_size]},
         "output": {"name": OUTPUT_NAME, "shape": [1, cfg.embedding_dim]},
         "input_size": cfg.input_size,

@@ -32,6 +32,11 @@ def test_export_and_verify_roundtrip(tmp_path, small_model, capsys):
     assert "OK: onnxruntime vs torch max abs error" in text
     assert main(["depth", str(out), "--conv-levels", "1"]) == 0
     assert "block0     4" in capsys.readouterr().out
+    aespa = tmp_path / "aespa.onnx"
+    assert main(["export", str(ckpt), "--out", str(aespa), "--form", "aespa"]) == 0
+    capsys.readouterr()
+    assert main(["depth", str(aespa), "--conv-levels", "1"]) == 0
+    assert "block0     6" in capsys.readouterr().out
 
 
 def test_evaluate_insightface_bin_and_lfw_pairs(tmp_path, small_model, capsys):
