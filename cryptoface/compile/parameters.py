@@ -195,6 +195,7 @@ def choose_parameters(
     headroom_bits: int = 20,
     refuses: Callable[[CKKSParams], str | None] = lambda p: None,
     ring_dim: int | None = None,
+    op_counts: tuple[int, int] | None = None,
 ) -> ParameterChoice:
     """Pick N, the chain and the key set; refuse clearly when nothing fits.
 
@@ -216,18 +217,40 @@ def choose_parameters(
     if not dims:
         raise CompileError(f"{caps.name}: no ring dimension with {slots} slots at 128-bit security")
     scales = range(scale_bits, (min_scale_bits or scale_bits) - 1, -1)
+    candidates: list[tuple[float, ParameterChoice]] = []
+    refusals: list[str] = []
     for n in [] if force_bootstrap else dims:
-        for sb in scales:
+        for sb in scales:  # the largest scale that fits this ring: best precision at its cost
             first = first_mod_bits_for(sb, headroom_bits)
             bound = caps.max_log_qp_128[n]
-            if log_qp(depth_needed, caps, sb, first, bound) <= bound:
-                params = CKKSParams(
-                    ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
-                    special_mod_bits=special_bits(depth_needed, caps, sb, first, caps.max_log_qp_128[n]),
-                    slots=_slots(slots), insecure_test_params=insecure_test_params,
-                )
-                if refuses(params) is None:
-                    return ParameterChoice(params, depth_needed, None, plan_keys(params, caps, rotation_steps, budget))
+            if log_qp(depth_needed, caps, sb, first, bound) > bound:
+                continue
+            params = CKKSParams(
+                ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
+                special_mod_bits=special_bits(depth_needed, caps, sb, first, bound),
+                slots=_slots(slots), insecure_test_params=insecure_test_params,
+            )
+            why = refuses(params)
+            if why is not None:
+                refusals.append(why)
+                continue
+            try:
+                keys = plan_keys(params, caps, rotation_steps, budget)
+            except CompileError as exc:
+                refusals.append(str(exc))
+                break
+            choice = ParameterChoice(params, depth_needed, None, keys)
+            if op_counts is None:
+                return choice
+            candidates.append((estimated_cost(params, caps, keys, op_counts), choice))
+            break
+    if candidates:
+        cost, best = min(candidates, key=lambda t: t[0])
+        best.notes.append("chosen by estimated cost among " + ", ".join(
+            f"N={c.params.ring_dim}/2^{c.params.scale_bits}: {k:.3g}" for k, c in candidates))
+        return best
+    if refusals and (not caps.bootstrapping or bootstrap_depth is None):
+        raise CompileError("no parameters fit: " + " | ".join(refusals[-3:]))
     most = _levels_at(dims[-1], caps, scale_bits)
     if not caps.bootstrapping or bootstrap_depth is None:
         raise CompileError(
@@ -262,6 +285,28 @@ def choose_parameters(
     )
     keys = plan_keys(params, caps, rotation_steps, budget)
     return ParameterChoice(params, total, total - boot_depth, keys)
+
+
+def estimated_cost(params: CKKSParams, caps: Capabilities, keys: "KeyPlan", op_counts: tuple[int, int]) -> float:
+    """Relative cost of a program with `op_counts` = (rotations, plaintext products).
+
+    A key switch costs about N log N x (digits x (L + P)) word operations; encoding and
+    multiplying a plaintext about N log N x L. Composed rotations cost their NAF weight in key
+    switches. Only ratios between candidate parameter sets matter.
+    """
+    n, L = params.ring_dim, data_primes(params)
+    nlogn = n * math.log2(n)
+    if caps.key_switching.startswith("hybrid"):
+        bound = caps.max_log_qp_128.get(n, 10**9)
+        dnum = hybrid_dnum(params.depth, params.scale_bits, params.first_mod_bits, bound) or min(OPENFHE_DNUM, L)
+        p_primes = _hybrid_p_bits(L, dnum, params.scale_bits, params.first_mod_bits) // 60
+        ks = nlogn * dnum * (L + p_primes)
+    else:
+        ks = nlogn * L * (L + 1)
+    rotations, mults = op_counts
+    if keys.composed:
+        rotations *= 2.5  # mean NAF weight of the steps a CNN layer uses
+    return rotations * ks + mults * nlogn * L
 
 
 def _slots(used: int) -> int:

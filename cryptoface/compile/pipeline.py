@@ -163,6 +163,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
         key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
         min_scale_bits=opts.min_scale_bits, headroom_bits=headroom, refuses=engine.refuses, ring_dim=opts.ring_dim,
+        op_counts=_op_counts(parts),
     )
     params = choice.params
     # 4. bootstrap placement and level assignment, per patch network.
@@ -198,6 +199,19 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     compiled.layer_report = _layer_report(parts, levels)
     program.report = plan_report(compiled, caps, need)
     return compiled
+
+
+def _op_counts(parts: list[PackedPartition]) -> tuple[int, int]:
+    """(rotations, plaintext products) of the whole program, for the parameter cost model."""
+    rot = mults = 0
+    for p in parts:
+        for op in p.ops:
+            if op.plan is not None:
+                c = op.plan.counts
+                rot, mults = rot + c.rotations, mults + c.plaintext_mults
+            elif op.kind in ("quadratic", "mul_const", "add_const"):
+                mults += 1
+    return rot, mults
 
 
 def _combine(graph: Graph, parts: list[PackedPartition], levels: dict[int, LevelAssignment], whole: bool) -> tuple[Section, Layout, int]:
