@@ -80,7 +80,7 @@ class SimulatorEngine(Engine):
         return cls(params, rotation_steps, secrets.token_hex(8), secrets.token_hex(16), seed)
 
     def public(self) -> "SimulatorEngine":
-        return SimulatorEngine(self.params, self.rotation_steps, self.key_id, None)
+        return type(self)(self.params, self.rotation_steps, self.key_id, None)
 
     @property
     def has_secret_key(self) -> bool:

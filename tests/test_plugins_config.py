@@ -123,3 +123,26 @@ def test_cli_backends_json_and_errors(monkeypatch, tmp_path):
     bad = runner.invoke(app, ["config", "--backend", "nope"])
     assert bad.exit_code == 2
     assert "unknown backend 'nope'" in bad.output
+
+
+def test_example_third_party_plugin_registers_and_computes(monkeypatch):
+    """examples/thirdparty_plugin, found through an entry point, runs the shared program."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from cryptoface.backend import HEContext
+    from cryptoface.testing.conftest import PARAMS, STEPS
+    from cryptoface.testing.programs import poly7_then_rotate_sum, poly7_then_rotate_sum_reference
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "examples" / "thirdparty_plugin"))
+    _fake_entry_points(monkeypatch, [importlib.metadata.EntryPoint("exact", "cryptoface_exact", plugins.ENTRY_POINT_GROUP)])
+    reg = plugins.Plugins()
+    assert "exact" in reg.names()
+    engine = reg.get("exact")
+    client = HEContext.create(engine, PARAMS, STEPS)
+    server = HEContext.deserialize(client.public().serialize(), engine)
+    x = np.linspace(-1, 1, PARAMS.slots)
+    out = client.decrypt(client.deserialize_ciphertext(server.serialize_ciphertext(
+        poly7_then_rotate_sum(server, server.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(x))), PARAMS.slots))))
+    assert np.max(np.abs(out - poly7_then_rotate_sum_reference(x, PARAMS.slots))) < 1e-9  # exact: no noise
