@@ -116,9 +116,10 @@ def _compose(outer: LinearMap, inner: LinearMap) -> LinearMap:
 class Packer:
     """Packs one partition; `slots` is the ciphertext's slot count."""
 
-    def __init__(self, graph: Graph, slots: int) -> None:
+    def __init__(self, graph: Graph, slots: int, make_plans: bool = True) -> None:
         self.graph = graph
         self.slots = slots
+        self.make_plans = make_plans  # False: layouts only (sizing the ciphertext is cheap)
 
     def input_layout(self, shape: tuple[int, ...]) -> Layout:
         """Feature maps (1, C, H, W) are multiplexed; anything else is a flat vector."""
@@ -174,8 +175,9 @@ class Packer:
         return value
 
     def _add_linear(self, name: str, lmap: LinearMap, src: PackedOp, ops, ir_nodes) -> None:
-        plan = plan_linear_transform(lmap)
-        ops[name] = PackedOp(name, "linear", (src.name,), lmap.out_layout, plan.output_period, 1, plan, ir_nodes=ir_nodes)
+        plan = plan_linear_transform(lmap) if self.make_plans else None
+        period = plan.output_period if plan is not None else self.slots
+        ops[name] = PackedOp(name, "linear", (src.name,), lmap.out_layout, period, 1, plan, ir_nodes=ir_nodes)
 
     def _linear_input(self, node: Node, ops, deferred, alias) -> tuple[PackedOp, LinearMap | None, str]:
         """The ciphertext a linear op reads, and a deferred map to fold in front of it."""

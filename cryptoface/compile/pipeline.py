@@ -141,7 +141,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     if whole:
         parts_ir = {0: graph.topological_order()}
     # 1. packing: find the slots the largest tensor needs, then pack for real.
-    probe = [Packer(graph, PROBE_SLOTS).partition(i, nodes) for i, nodes in sorted(parts_ir.items())]
+    probe = [Packer(graph, PROBE_SLOTS, make_plans=False).partition(i, nodes) for i, nodes in sorted(parts_ir.items())]
     used = max(op.layout.used for p in probe for op in p.ops)
     slots = next_pow2(used)
     packer = Packer(graph, slots)
