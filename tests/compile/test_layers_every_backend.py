@@ -105,3 +105,13 @@ def test_small_model_on_every_backend(backend):
     res = run_program(ctx.public(), cm.program, cm.encrypt(ctx, x))
     check(cm.decode(ctx.decrypt(res.outputs["embedding"])), cm.reference(x))
     assert cm.program.report["security_bits"] == 128
+
+
+@pytest.mark.slow
+def test_cryptofacenet4_on_openfhe_at_128_bits():
+    """The full model, encrypted end to end (about 20 minutes and 14 GB here)."""
+    from cryptoface.bench.inference import run_one
+
+    r = run_one("cryptofacenet4", "openfhe")
+    assert r["security_bits"] == 128 and r["bootstraps_per_patch"] <= 1
+    assert r["cosine"] >= 0.9999 and r["max_abs_error"] < 1e-2
