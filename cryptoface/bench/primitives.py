@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 
 from ..backend import HEContext
-from ..errors import CryptofaceError
 from ..params import HE_STD_128_MAX_LOG_QP, BootstrapConfig, CKKSParams
 from ..plugins import get_plugins
 
@@ -37,13 +36,15 @@ class PrimitiveResult:
     skipped: str = ""
 
 
-def params_for(ring_dim: int, scale_bits: int = 40) -> CKKSParams | None:
-    """The deepest 128-bit chain at this ring dim with 60-bit q0 and special prime."""
+def params_for(engine, ring_dim: int, scale_bits: int = 40) -> CKKSParams | None:
+    """The deepest 128-bit chain at this ring dim (60-bit q0 and special prime) that the
+    backend accepts: OpenFHE counts a larger key-switching modulus than one special prime."""
     bound = HE_STD_128_MAX_LOG_QP[ring_dim]
-    depth = min(MAX_BENCH_DEPTH, (bound - 120) // scale_bits)
-    if depth < 1:
-        return None
-    return CKKSParams(ring_dim=ring_dim, depth=depth, scale_bits=scale_bits)
+    for depth in range(min(MAX_BENCH_DEPTH, (bound - 120) // scale_bits), 0, -1):
+        params = CKKSParams(ring_dim=ring_dim, depth=depth, scale_bits=scale_bits)
+        if engine.refuses(params) is None:
+            return params
+    return None
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -58,9 +59,9 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 def bench_one(backend: str, ring_dim: int, repeats: int, bootstrap: bool, log: Callable[[str], None]) -> PrimitiveResult:
     engine = get_plugins().get(backend)
     caps = engine.capabilities()
-    params = params_for(ring_dim)
+    params = params_for(engine, ring_dim) if ring_dim in caps.max_log_qp_128 else None
     res = PrimitiveResult(backend, ring_dim, params.depth if params else 0, params.log_qp if params else 0, ring_dim // 2)
-    if params is None or ring_dim not in caps.max_log_qp_128 or caps.max_log_qp_128[ring_dim] < params.log_qp:
+    if ring_dim not in caps.max_log_qp_128 or params is None or caps.max_log_qp_128[ring_dim] < params.log_qp:
         res.skipped = f"{backend} has no 128-bit parameters at N={ring_dim}"
         return res
     log(f"{backend} N={ring_dim} depth={params.depth}: keygen")
@@ -105,14 +106,17 @@ def bench_bootstrap(engine, ring_dim: int, log: Callable[[str], None]) -> dict[s
     budget = (3, 3)
     probe = CKKSParams(ring_dim=ring_dim, depth=2, scale_bits=50)
     boot_depth = engine.bootstrap_depth(budget, probe)
-    params = CKKSParams(
-        ring_dim=ring_dim, depth=boot_depth + 8, scale_bits=50, first_mod_bits=60,
-        slots=BOOTSTRAP_SLOTS, bootstrap=BootstrapConfig(level_budget=budget, depth=boot_depth),
-    )
-    try:
-        params.check_security()
-    except CryptofaceError as exc:
-        log(f"bootstrap at N={ring_dim} skipped: {exc}")
+    params = None
+    for extra in range(8, 1, -1):  # as many levels after the bootstrap as 128-bit allows, >= 2
+        cand = CKKSParams(
+            ring_dim=ring_dim, depth=boot_depth + extra, scale_bits=50, first_mod_bits=60,
+            slots=BOOTSTRAP_SLOTS, bootstrap=BootstrapConfig(level_budget=budget, depth=boot_depth),
+        )
+        if cand.security_bits() >= 128 and engine.refuses(cand) is None:
+            params = cand
+            break
+    if params is None:
+        log(f"bootstrap at N={ring_dim} skipped: no 128-bit chain holds the bootstrap and 2 more levels")
         return {}
     log(f"{engine.name} N={ring_dim}: bootstrap keygen ({BOOTSTRAP_SLOTS} slots, depth {params.depth})")
     t0 = time.perf_counter()
