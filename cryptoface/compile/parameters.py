@@ -26,7 +26,7 @@ from ..params import BootstrapConfig, CKKSParams
 FIRST_MOD_BITS = 60
 SPECIAL_MOD_BITS = 60
 DEFAULT_SCALE_BITS = 40
-BOOT_SCALE_BITS = 50  # bootstrapping loses precision; a larger scale keeps ~1e-4 after it
+BOOT_SCALE_BITS = 50  # bootstrapping loses precision; a larger scale keeps more of it
 OPENFHE_DNUM = 3
 
 
@@ -283,6 +283,9 @@ def choose_parameters(
         bootstrap=BootstrapConfig(level_budget=budget_levels, depth=boot_depth),
         insecure_test_params=insecure_test_params,
     )
+    why = refuses(params)
+    if why is not None:
+        raise CompileError(f"the program needs bootstrapping, and {caps.name} refuses the bootstrapping parameters: {why}")
     keys = plan_keys(params, caps, rotation_steps, budget)
     return ParameterChoice(params, total, total - boot_depth, keys)
 

@@ -274,7 +274,12 @@ class OpenFHEEngine(Engine):
 
     @classmethod
     def refuses(cls, params: CKKSParams) -> str | None:
-        """OpenFHE enforces its own 128-bit table on log Q plus its hybrid P: ask it."""
+        """OpenFHE enforces its own 128-bit table on log Q plus its hybrid P: ask it. And its
+        bootstrap at N >= 2^16 needs a scale close to q0 (measured: 50 bits fails with "degree
+        10 > correction factor 8", 59 bits with a 60-bit q0 works)."""
+        if params.bootstrap is not None and params.ring_dim >= 65536 and params.first_mod_bits - params.scale_bits > 1:
+            return (f"OpenFHE cannot bootstrap at N={params.ring_dim} with a {params.scale_bits}-bit scale and "
+                    f"{params.first_mod_bits}-bit q0 (its correction factor); use scale_bits = first_mod_bits - 1")
         try:
             _make_context(params)
         except (InsecureParametersError, ParameterError) as exc:
