@@ -131,7 +131,7 @@ class Packer:
         """Pack one patch network (nodes starting with a Slice of the graph input), or, for a
         graph without patches, the whole graph with its inputs as the ciphertexts."""
         ops: dict[str, PackedOp] = {}
-        deferred: dict[str, LinearMap] = {}  # linear maps waiting to be folded into the next one
+        deferred: dict[str, tuple[LinearMap, str]] = {}  # value -> (map waiting to be folded, its input)
         alias: dict[str, str] = {}  # IR value -> the ciphertext that holds it
         inputs: list[PackedInput] = []
         first = nodes[0]
@@ -168,10 +168,8 @@ class Packer:
 
     def _materialize(self, value: str, ops, deferred, alias) -> str:
         """A deferred linear map that has to run on its own after all."""
-        lmap = deferred.pop(value)
-        src = ops[alias.get(f"{value}#input", "")] if f"{value}#input" in alias else None
-        assert src is not None
-        self._add_linear(value, lmap, src, ops, (value,))
+        lmap, src = deferred.pop(value)
+        self._add_linear(value, lmap, ops[src], ops, (value,))
         return value
 
     def _add_linear(self, name: str, lmap: LinearMap, src: PackedOp, ops, ir_nodes) -> None:
@@ -183,8 +181,8 @@ class Packer:
         """The ciphertext a linear op reads, and a deferred map to fold in front of it."""
         v = alias.get(node.inputs[0], node.inputs[0])
         if v in deferred and len(self.graph.consumers(v)) <= 1:
-            inner = deferred.pop(v)
-            return ops[alias[f"{v}#input"]], inner, v
+            inner, src = deferred.pop(v)
+            return ops[src], inner, v
         return self._src(node.inputs[0], ops, deferred, alias), None, ""
 
     # ---- the ops -------------------------------------------------------------------------------
@@ -200,8 +198,7 @@ class Packer:
             if inner is not None:
                 lmap = _compose(lmap, inner)
             if kind in ("avgpool", "global_avgpool") and self._feeds_linear(out):
-                deferred[out] = lmap
-                alias[f"{out}#input"] = src.name
+                deferred[out] = (lmap, src.name)
                 return
             self._add_linear(out, lmap, src, ops, tuple(n for n in (inner_name, node.name) if n))
             if kind == "conv":
