@@ -248,7 +248,7 @@ def bench_primitives(
     markdown: Optional[Path] = typer.Option(None, help="Also write the Markdown table into this file (between markers)."),
 ) -> None:
     """Median time of every primitive per backend and ring dimension, and key sizes."""
-    from .bench.primitives import PrimitiveResult, bench_one, to_json, to_markdown
+    from .bench.primitives import PrimitiveResult, bench_one_isolated, to_json, to_markdown
     from .plugins import get_plugins
 
     try:
@@ -258,7 +258,7 @@ def bench_primitives(
         for n in names:
             for d in dims:
                 try:
-                    results.append(bench_one(n, d, repeats, bootstrap, lambda m: err_console.print(f"[dim]{m}[/]")))
+                    results.append(bench_one_isolated(n, d, repeats, bootstrap, lambda m: err_console.print(f"[dim]{m}[/]")))
                 except CryptofaceError as exc:  # one refused configuration must not lose the rest
                     results.append(PrimitiveResult(n, d, 0, 0, d // 2, skipped=f"{n} at N={d}: {exc}"))
     except CryptofaceError as exc:

@@ -96,6 +96,7 @@ def bench_one(backend: str, ring_dim: int, repeats: int, bootstrap: bool, log: C
     for name, fn in ops.items():
         res.ms[name] = _median_ms(fn, repeats)
     log(f"{backend} N={ring_dim}: rotate {res.ms['rotate']:.1f} ms, mul+rescale {res.ms['mul + rescale']:.1f} ms")
+    del ctx, a, b, prod, pt_mul, pt_add  # the bootstrap keys need the memory
     if bootstrap and caps.bootstrapping and ring_dim >= 32768:
         res.ms.update(bench_bootstrap(engine, ring_dim, log))
     return res
@@ -167,3 +168,30 @@ def to_markdown(results: list[PrimitiveResult], command: str) -> str:
 
 def to_json(results: list[PrimitiveResult]) -> list[dict]:
     return [asdict(r) for r in results]
+
+
+def bench_one_isolated(backend: str, ring_dim: int, repeats: int, bootstrap: bool, log: Callable[[str], None]) -> PrimitiveResult:
+    """bench_one in a fresh interpreter: libraries keep keys in process-wide caches (OpenFHE),
+    so one process per configuration keeps each measurement's memory its own."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "cryptoface.bench.primitives", backend, str(ring_dim), str(repeats), str(int(bootstrap))]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    for line in proc.stderr.splitlines():
+        if line.startswith("bench: "):
+            log(line[7:])
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
+        return PrimitiveResult(backend, ring_dim, 0, 0, ring_dim // 2, skipped=f"{backend} at N={ring_dim} failed (exit {proc.returncode}): {tail}")
+    return PrimitiveResult(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    b, n, r, boot = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4]))
+    out = bench_one(b, n, r, boot, lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
+    print(json.dumps(asdict(out)))
