@@ -66,7 +66,7 @@ def bench_one(backend: str, ring_dim: int, repeats: int, bootstrap: bool, log: C
         return res
     _time_ops(engine, params, repeats, res, log)  # returns with every key of it released
     if bootstrap and caps.bootstrapping and ring_dim >= 32768:
-        res.ms.update(_bootstrap_isolated(backend, ring_dim, log))
+        res.ms.update(bench_bootstrap(engine, ring_dim, log))
     return res
 
 
@@ -198,7 +198,7 @@ def bench_one_isolated(backend: str, ring_dim: int, repeats: int, bootstrap: boo
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "cryptoface.bench.primitives", backend, str(ring_dim), str(repeats), str(int(bootstrap))]
+    cmd = [sys.executable, "-m", "cryptoface.bench.primitives", backend, str(ring_dim), str(repeats), "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     for line in proc.stderr.splitlines():
         if line.startswith("bench: "):
@@ -206,7 +206,12 @@ def bench_one_isolated(backend: str, ring_dim: int, repeats: int, bootstrap: boo
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-2:])
         return PrimitiveResult(backend, ring_dim, 0, 0, ring_dim // 2, skipped=f"{backend} at N={ring_dim} failed (exit {proc.returncode}): {tail}")
-    return PrimitiveResult(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    res = PrimitiveResult(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    # The bootstrap keys (GBs at N=2^16) get a process of their own, started from here, so
+    # that no other measurement's keys share the machine's memory with them.
+    if bootstrap and not res.skipped and ring_dim >= 32768 and get_plugins().get(backend).capabilities().bootstrapping:
+        res.ms.update(_bootstrap_isolated(backend, ring_dim, log))
+    return res
 
 
 if __name__ == "__main__":
