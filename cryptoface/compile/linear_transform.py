@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..params import next_pow2
-from .layout import Layout, LayoutError, conv_output_layout
+from .layout import Layout, LayoutError
 from .mpcnn import (
     CRYPTOFACENET_PCNN_CONVS,
     MPCNN_AVGPOOL_8_TO_2_COUNTS,

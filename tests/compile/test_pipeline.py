@@ -108,3 +108,22 @@ def test_bootstrapped_program_on_bootstrapping_backends(backend):
     # x B rescaling after it and the squares that follow amplify that to a few percent.
     assert err < 5e-2 * max(1.0, np.max(np.abs(ref)))
     assert float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref))) > 0.999
+
+
+def test_program_serializes_and_runs_from_json():
+    """The lowered program is plain data: its instructions survive JSON and still run."""
+    import json
+
+    from cryptoface.compile.program import HEProgram
+
+    model = ir_models.tiny_cryptofacenet(patches_per_side=2, patch=8, channels=4, dim=6)
+    cm = compile_model(model, SimulatorEngine)
+    text = cm.program.to_json()
+    d = json.loads(text)
+    assert d["params"]["ring_dim"] == cm.params.ring_dim and set(d["constants"]) == set(cm.program.constants.recipes)
+    sections = HEProgram.sections_from_json(text)
+    assert [len(s.instrs) for s in sections] == [len(s.instrs) for s in cm.program.sections]
+    cm.program.sections = sections
+    image = np.random.default_rng(6).uniform(-1, 1, (1, 3, 16, 16))
+    out, _ = _run(cm, image)
+    assert np.max(np.abs(out - cm.reference(image))) < 1e-4 * max(1.0, np.max(np.abs(out)))
