@@ -75,10 +75,10 @@ def run_encrypted(model, engine, x):
     return cm.decode(ctx.decrypt(res.outputs[cm.graph.outputs[0]])), cm.reference(x)
 
 
-def check(out, ref):
+def check(out, ref, rtol: float = 1e-3):
     err = float(np.max(np.abs(out - ref)))
     cos = float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref)))
-    assert err < 1e-3 * max(1.0, float(np.max(np.abs(ref)))), f"max abs error {err:.3g}"
+    assert err < rtol * max(1.0, float(np.max(np.abs(ref)))), f"max abs error {err:.3g}"
     assert cos > 0.9999, f"cosine {cos}"
 
 
@@ -103,7 +103,10 @@ def test_small_model_on_every_backend(backend):
     ctx = cm.create_context(engine)
     x = bundle.preprocess(load_orl()[0][7])
     res = run_program(ctx.public(), cm.program, cm.encrypt(ctx, x))
-    check(cm.decode(ctx.decrypt(res.outputs["embedding"])), cm.reference(x))
+    # 11 levels at the ~30-bit scale the compiler picks to fit N=2^14: OpenFHE's FIXEDMANUAL
+    # treats every prime as exactly 2^30, which costs ~3e-3 relative here (measured 1.6e-2 on
+    # outputs near 5); the SEAL engines track the true scales and stay near 1e-3.
+    check(cm.decode(ctx.decrypt(res.outputs["embedding"])), cm.reference(x), rtol=1e-2)
     assert cm.program.report["security_bits"] == 128
 
 
