@@ -92,7 +92,6 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
     from .backend import HEContext
     from .config import resolve
     from .plugins import get_plugins
-    from .runtime.executors import run_program
     from .testing.conftest import PARAMS, STEPS
     from .testing.programs import poly7_then_rotate_sum, poly7_then_rotate_sum_reference
 
@@ -124,15 +123,9 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
         from .data import load_orl
 
         image = bundle.preprocess(load_orl()[0][face])
-        t0 = time.perf_counter()
-        client = cm.create_context(engine)
-        server = HEContext.deserialize(client.public().serialize(), engine)
-        console.print(f"   client: keys in {time.perf_counter() - t0:.1f} s; encrypts {len(cm.partitions)} patches")
-        wire = {k: client.serialize_ciphertext(v) for k, v in cm.encrypt(client, image).items()}
-        res = run_program(server, cm.program, {k: server.deserialize_ciphertext(v) for k, v in wire.items()}, progress=True)
+        emb, res, keys_s = _client_server_inference(cm, engine, image)
+        console.print(f"   client: keys in {keys_s:.1f} s; encrypted {len(cm.partitions)} patches")
         console.print(f"   server: encrypted inference in {res.wall_seconds:.1f} s (framework overhead x{res.overhead_ratio:.3f})")
-        out = server.serialize_ciphertext(next(iter(res.outputs.values())))
-        emb = cm.decode(client.decrypt(client.deserialize_ciphertext(out)))
         ref_emb = cm.reference(image)
     except CryptofaceError as exc:
         _fail(exc)
@@ -153,6 +146,26 @@ def _compile(model: str, backend: Optional[str], config_path: Optional[Path], in
     engine = get_plugins().get(cfg.backend)
     opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure or cfg.insecure_test_params)
     return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
+
+
+def _client_server_inference(cm, engine, image, executor: str = "serial"):
+    """The protocol in one process: the client makes keys and encrypts; the server gets only
+    the evaluation context's bytes and the ciphertexts' bytes; the client decrypts the reply.
+    Returns (embedding, run result, seconds spent on keys)."""
+    import time
+
+    from .backend import HEContext
+    from .runtime.executors import get_executor, run_program
+
+    t0 = time.perf_counter()
+    client = cm.create_context(engine)
+    server = HEContext.deserialize(client.public().serialize(), engine)
+    keys_s = time.perf_counter() - t0
+    wire = {k: client.serialize_ciphertext(v) for k, v in cm.encrypt(client, image).items()}
+    res = run_program(server, cm.program, {k: server.deserialize_ciphertext(v) for k, v in wire.items()},
+                      get_executor(executor), progress=True)
+    reply = server.serialize_ciphertext(res.outputs[cm.graph.outputs[0]])
+    return cm.decode(client.decrypt(client.deserialize_ciphertext(reply))), res, keys_s
 
 
 @app.command()
@@ -200,15 +213,12 @@ def infer(
     backend: Optional[str] = BackendOpt,
     config_path: Optional[Path] = ConfigOpt,
     check: bool = typer.Option(False, "--check", help="Compare with the plaintext reference and print the error."),
+    executor: str = typer.Option("serial", help="serial, threads or processes (patch networks in parallel)."),
 ) -> None:
     """One encrypted inference: the client encrypts, the server computes with evaluation keys only."""
-    import time
-
     import numpy as np
 
-    from .backend import HEContext
     from .preprocess import load_image
-    from .runtime.executors import run_program
 
     try:
         bundle, engine, cm = _compile(model, backend, config_path)
@@ -219,14 +229,9 @@ def infer(
         else:
             raw = load_image(image)
         x = bundle.preprocess(raw)
-        t0 = time.perf_counter()
-        client = cm.create_context(engine)
-        server = HEContext.deserialize(client.public().serialize(), engine)
-        console.print(f"keys: {time.perf_counter() - t0:.1f} s; N={cm.params.ring_dim}, depth {cm.params.depth}")
-        inputs = {k: server.deserialize_ciphertext(client.serialize_ciphertext(v)) for k, v in cm.encrypt(client, x).items()}
-        res = run_program(server, cm.program, inputs, progress=True)
-        ct = client.deserialize_ciphertext(server.serialize_ciphertext(next(iter(res.outputs.values()))))
-        emb = cm.decode(client.decrypt(ct))
+        console.print(f"plan: N={cm.params.ring_dim}, depth {cm.params.depth}, {cm.program.report['security_bits']}-bit")
+        emb, res, keys_s = _client_server_inference(cm, engine, x, executor)
+        console.print(f"keys: {keys_s:.1f} s")
     except CryptofaceError as exc:
         _fail(exc)
     console.print(f"encrypted inference: {res.wall_seconds:.1f} s (framework overhead x{res.overhead_ratio:.3f})")
