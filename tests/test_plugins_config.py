@@ -146,3 +146,19 @@ def test_example_third_party_plugin_registers_and_computes(monkeypatch):
     out = client.decrypt(client.deserialize_ciphertext(server.serialize_ciphertext(
         poly7_then_rotate_sum(server, server.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(x))), PARAMS.slots))))
     assert np.max(np.abs(out - poly7_then_rotate_sum_reference(x, PARAMS.slots))) < 1e-9  # exact: no noise
+
+
+def test_cli_plan_and_infer_on_the_simulator():
+    runner = CliRunner()
+    out = runner.invoke(app, ["plan", "small", "--backend", "simulator", "--json"])
+    assert out.exit_code == 0, out.output
+    rep = json.loads(out.output)
+    for key in ("ring_dim", "log_q", "security_bits", "depth", "bootstraps", "rotations", "rotation_keys", "key_memory_bytes"):
+        assert key in rep
+    assert rep["security_bits"] == 128 and rep["bootstraps"] == 0
+    out = runner.invoke(app, ["infer", "small", "--backend", "simulator", "--image", "orl:5", "--check"])
+    assert out.exit_code == 0, out.output
+    cos = float(out.output.rsplit("cosine similarity", 1)[1].split()[0])
+    assert cos > 0.9999
+    bad = runner.invoke(app, ["infer", "nosuchmodel", "--backend", "simulator"])
+    assert bad.exit_code == 2 and "unknown model 'nosuchmodel'" in bad.output
