@@ -52,7 +52,7 @@ def run_one(model: str, backend: str, executor: str = "serial", image_index: int
     wire = {k: client.serialize_ciphertext(v) for k, v in cts.items()}
     encrypt_s = time.perf_counter() - t0
     inputs = {k: server.deserialize_ciphertext(v) for k, v in wire.items()}
-    res = run_program(server, cm.program, inputs, get_executor(executor), progress=progress)
+    res = run_program(server, cm.program, inputs, get_executor(executor, backend=backend), progress=progress)
     out_ct = next(iter(res.outputs.values()))
     out_bytes = server.serialize_ciphertext(out_ct)
     emb = cm.decode(client.decrypt(client.deserialize_ciphertext(out_bytes)))
