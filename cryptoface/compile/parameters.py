@@ -60,11 +60,6 @@ def key_switch_key_bytes(params: CKKSParams, caps: Capabilities) -> int:
     return L * 2 * (L + 1) * n * 8
 
 
-def ciphertext_bytes(params: CKKSParams, level: int | None = None) -> int:
-    level = params.depth if level is None else level
-    return 2 * (level + 1) * params.ring_dim * 8
-
-
 def bootstrap_key_count(slots: int, level_budget: tuple[int, int]) -> int:
     """Rough count of the rotation keys a sparse bootstrap needs (CoeffsToSlots and back).
 
