@@ -68,3 +68,7 @@ class CompileError(CryptofaceError):
 
 class UnsupportedOpError(CompileError):
     """An ONNX op or attribute the importer does not support."""
+
+
+class InsecureParametersWarning(UserWarning):
+    """`insecure_test_params` is on: encryption may be below 128-bit (tests only)."""

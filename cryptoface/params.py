@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
-from .errors import InsecureParametersError, ParameterError
+from .errors import InsecureParametersError, InsecureParametersWarning, ParameterError
 
 log = logging.getLogger("cryptoface.security")
+
+
+def warn_insecure(detail: str) -> None:
+    """The flag weakens (or may weaken) encryption: log and warn every time it is used."""
+    msg = f"INSECURE TEST PARAMETERS (insecure_test_params is on): {detail}"
+    log.warning(msg)
+    warnings.warn(msg, InsecureParametersWarning, stacklevel=3)
 
 # Maximum log2(Q*P) for 128-bit classical security with a uniform ternary secret.
 # N <= 2^15: Homomorphic Encryption Standard (Albrecht et al., 2018), Table 1.
@@ -120,8 +128,11 @@ class CKKSParams:
         return 128 if bound is not None and self.log_qp <= bound else 0
 
     def check_security(self) -> None:
-        """Refuse sub-128-bit parameters unless the caller opted in, and warn every time."""
+        """Refuse sub-128-bit parameters unless the caller opted in; warn whenever the flag is on."""
         if self.security_bits() >= 128:
+            if self.insecure_test_params:
+                warn_insecure(f"parameters are 128-bit (N = {self.ring_dim}, log QP = {self.log_qp}); "
+                               "the libraries keep their 128-bit checks")
             return
         bound = HE_STD_128_MAX_LOG_QP.get(self.ring_dim)
         why = (
@@ -135,7 +146,7 @@ class CKKSParams:
                 f"parameters below 128-bit security: {why}. Use a larger ring dimension or "
                 "fewer levels; for tests only, set insecure_test_params=True"
             )
-        log.warning("INSECURE TEST PARAMETERS (below 128-bit security): %s", why)
+        warn_insecure(f"below 128-bit security: {why}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
