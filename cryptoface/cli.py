@@ -13,22 +13,59 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from .errors import CryptofaceError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="End-to-end encrypted face recognition with CKKS.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (never assert timings).")
-app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _error_line(message: str) -> None:
+    """One line on stderr: no markup parsing (messages quote `[cryptoface]`), no wrapping."""
+    err_console.print(Text.assemble(("error: ", "bold red"), " ".join(message.split())), soft_wrap=True)
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors (a missing argument, an unknown option) as one line like every other error,
+    not typer's framed box. typer's click is vendored: its exceptions are TyperExceptions."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as exc:
+            ctx = getattr(exc, "ctx", None)
+            if exc.format_message():  # empty when the help was shown for a bare command
+                _error_line(f"{exc.format_message()} (see: {ctx.command_path if ctx else 'cryptoface'} --help)")
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            _error_line("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True,
+                  help="End-to-end encrypted face recognition with CKKS.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (never assert timings).")
+app.add_typer(bench_app, name="bench")
+
 BackendOpt = typer.Option(None, "--backend", "-b", help="Backend name (wins over CRYPTOFACE_BACKEND and cryptoface.toml).")
 ConfigOpt = typer.Option(None, "--config", help="Path to cryptoface.toml (default: ./cryptoface.toml if present).")
+InsecureOpt = typer.Option(False, "--insecure-test-params",
+                           help="TESTS ONLY: allow parameters below 128-bit security (warned every time).")
 
 
 def _fail(exc: CryptofaceError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    _error_line(str(exc))
     raise typer.Exit(2)
+
+
+def _security(rep: dict) -> str:
+    """The plan's real security level, never a number it does not have."""
+    return f"{rep['security_bits']}-bit" if rep["security_bits"] else "BELOW 128-bit (insecure test parameters)"
 
 
 def _command_line() -> str:
@@ -71,8 +108,9 @@ def config(backend: Optional[str] = BackendOpt, config_path: Optional[Path] = Co
         cfg = resolve(backend, config_path)
     except CryptofaceError as exc:
         _fail(exc)
-    typer.echo(json.dumps({"backend": cfg.backend, "backend_source": cfg.backend_source,
-                           "threads": cfg.threads, "config_file": str(cfg.path) if cfg.path else None}, indent=2))
+    typer.echo(json.dumps({"backend": cfg.backend, "backend_source": cfg.backend_source, "threads": cfg.threads,
+                           "insecure_test_params": cfg.insecure_test_params, "insecure_source": cfg.insecure_source,
+                           "config_file": str(cfg.path) if cfg.path else None}, indent=2))
 
 
 @app.command()
@@ -118,11 +156,11 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
         console.print(f"\n[bold]2. encrypted face embedding[/]: model {model!r}, backend {cfg.backend!r} (from {cfg.backend_source}), ORL face {face}")
         bundle, engine, cm = _compile(model, cfg.backend, config_path)
         rep = cm.program.report
-        console.print(f"   plan: N={rep['ring_dim']}, depth {rep['depth']}, {rep['security_bits']}-bit, "
+        console.print(f"   plan: N={rep['ring_dim']}, depth {rep['depth']}, {_security(rep)}, "
                       f"{rep['bootstraps']} bootstraps, {rep['rotations']} rotations, {rep['rotation_keys']} rotation keys")
-        from .data import load_orl
+        from .preprocess import orl_face
 
-        image = bundle.preprocess(load_orl()[0][face])
+        image = bundle.preprocess(orl_face(face))
         emb, res, keys_s = _client_server_inference(cm, engine, image)
         console.print(f"   client: keys in {keys_s:.1f} s; encrypted {len(cm.partitions)} patches")
         console.print(f"   server: encrypted inference in {res.wall_seconds:.1f} s, patch networks in parallel")
@@ -136,15 +174,19 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
 
 
 def _compile(model: str, backend: Optional[str], config_path: Optional[Path], insecure: bool = False):
-    from .compile.pipeline import CompileOptions, compile_model
     from .config import resolve
     from .models import load_bundle
     from .plugins import get_plugins
 
-    cfg = resolve(backend, config_path)
+    cfg = resolve(backend, config_path, insecure_flag=insecure)  # before the compiler's imports: fast errors
+    from .compile.pipeline import CompileOptions, compile_model
+
+    if cfg.insecure_test_params:
+        err_console.print(Text(f"WARNING: INSECURE TEST PARAMETERS ({cfg.insecure_source}): encryption may be "
+                               "below 128-bit security. For tests only.", style="bold red reverse"), soft_wrap=True)
     bundle = load_bundle(model)
     engine = get_plugins().get(cfg.backend)
-    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure or cfg.insecure_test_params)
+    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=cfg.insecure_test_params)
     return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
 
 
@@ -174,10 +216,11 @@ def plan(
     backend: Optional[str] = BackendOpt,
     config_path: Optional[Path] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the plan report as JSON."),
+    insecure: bool = InsecureOpt,
 ) -> None:
     """Compile a model for a backend and print the plan: parameters, levels, bootstraps, keys, counts."""
     try:
-        _, _, cm = _compile(model, backend, config_path)
+        _, _, cm = _compile(model, backend, config_path, insecure)
     except CryptofaceError as exc:
         _fail(exc)
     rep = cm.program.report
@@ -187,7 +230,7 @@ def plan(
     gib = 2**30
     console.print(f"[bold]{model}[/] on [bold]{rep['backend']}[/]: N={rep['ring_dim']}, slots={rep['slots']}, "
                   f"log Q={rep['log_q']}, log QP={rep['log_qp']}, scale 2^{rep['scale_bits']}, "
-                  f"security {rep['security_bits'] or 'BELOW 128'}-bit")
+                  f"security {_security(rep)}")
     console.print(f"depth {rep['depth']} (needed {rep['depth_needed']}), bootstraps {rep['bootstraps']} "
                   f"({rep['bootstraps_per_patch']} per patch network, {rep['patches']} patch networks in parallel)")
     console.print(f"rotations {rep['rotations']} ({rep['rotations_per_patch']} per patch), rotation keys {rep['rotation_keys']}"
@@ -209,27 +252,23 @@ def plan(
 @app.command()
 def infer(
     model: str = typer.Argument(..., help="small, cryptofacenet4, or a path to an .onnx file."),
-    image: str = typer.Option("orl:0", help="An image file (.png/.jpg with pillow, .npy), or orl:INDEX for a shipped ORL face."),
+    image: str = typer.Option("orl:0", help="An image file (.png/.jpg, .npy; pixels 0..255), or orl:INDEX for a shipped ORL face."),
     backend: Optional[str] = BackendOpt,
     config_path: Optional[Path] = ConfigOpt,
     check: bool = typer.Option(False, "--check", help="Compare with the plaintext reference and print the error."),
     executor: str = typer.Option("auto", help="auto, serial, threads or processes (patch networks in parallel)."),
+    insecure: bool = InsecureOpt,
 ) -> None:
     """One encrypted inference: the client encrypts, the server computes with evaluation keys only."""
     import numpy as np
 
+    from .models import load_bundle
     from .preprocess import load_image
 
     try:
-        bundle, engine, cm = _compile(model, backend, config_path)
-        if image.startswith("orl:"):
-            from .data import load_orl
-
-            raw = load_orl()[0][int(image.split(":", 1)[1])]
-        else:
-            raw = load_image(image)
-        x = bundle.preprocess(raw)
-        console.print(f"plan: N={cm.params.ring_dim}, depth {cm.params.depth}, {cm.program.report['security_bits']}-bit")
+        x = load_bundle(model).preprocess(load_image(image))  # a bad image fails before the slow compile
+        _, engine, cm = _compile(model, backend, config_path, insecure)
+        console.print(f"plan: N={cm.params.ring_dim}, depth {cm.params.depth}, {_security(cm.program.report)}")
         emb, res, keys_s = _client_server_inference(cm, engine, x, executor)
         console.print(f"keys: {keys_s:.1f} s")
     except CryptofaceError as exc:
