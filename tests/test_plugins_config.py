@@ -162,3 +162,73 @@ def test_cli_plan_and_infer_on_the_simulator():
     assert cos > 0.9999
     bad = runner.invoke(app, ["infer", "nosuchmodel", "--backend", "simulator"])
     assert bad.exit_code == 2 and "unknown model 'nosuchmodel'" in bad.output
+
+
+# ---- insecure_test_params: explicit, loud, honest --------------------------------------------
+
+
+def test_insecure_flag_only_from_an_explicit_file_or_the_cli_flag(tmp_path, monkeypatch):
+    import warnings
+
+    from cryptoface.errors import InsecureParametersWarning
+
+    monkeypatch.chdir(tmp_path)
+    implicit = tmp_path / "cryptoface.toml"
+    implicit.write_text("insecure_test_params = true\n")
+    with pytest.raises(ConfigError, match="never taken from a file found implicitly.*--config"):
+        cfg.resolve(check=False)
+    with pytest.warns(InsecureParametersWarning, match="--config"):
+        explicit = cfg.resolve(config_path=implicit, check=False)
+    assert explicit.insecure_test_params and explicit.insecure_source == f"--config {implicit}"
+    implicit.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no flag, no file: silent and secure
+        assert not cfg.resolve(check=False).insecure_test_params
+    with pytest.warns(InsecureParametersWarning, match=cfg.INSECURE_FLAG):
+        flagged = cfg.resolve(check=False, insecure_flag=True)
+    assert flagged.insecure_test_params and flagged.insecure_source == cfg.INSECURE_FLAG
+
+
+def test_check_security_warns_every_time_the_flag_is_on(caplog):
+    import dataclasses
+    import logging
+    import warnings
+
+    from cryptoface.errors import InsecureParametersWarning
+    from cryptoface.testing.conftest import PARAMS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PARAMS.check_security()  # 128-bit, no flag: nothing to say
+    flagged = dataclasses.replace(PARAMS, insecure_test_params=True)
+    with caplog.at_level(logging.WARNING, logger="cryptoface.security"), pytest.warns(InsecureParametersWarning) as rec:
+        flagged.check_security()
+        flagged.check_security()
+    assert len(rec) == 2 and caplog.text.count("INSECURE TEST PARAMETERS") == 2
+
+
+def test_openfhe_keeps_128_bit_when_the_flag_is_on_but_the_parameters_are_secure():
+    """The flag used to switch OpenFHE to HEStd_NotSet for every parameter set: keygen then
+    picked 3 key-switching digits where 128-bit needs more, while the plan said 128-bit."""
+    import dataclasses
+
+    from cryptoface.backend import HEContext
+    from cryptoface.errors import InsecureParametersWarning
+    from cryptoface.testing.conftest import PARAMS
+
+    engine = plugins.get_plugins().get("openfhe")  # unavailable is a failure, not a skip
+    plain = HEContext.create(engine, PARAMS, [1])
+    with pytest.warns(InsecureParametersWarning, match="parameters are 128-bit"):
+        flagged = HEContext.create(engine, dataclasses.replace(PARAMS, insecure_test_params=True), [1])
+    assert PARAMS.security_bits() == 128
+    assert flagged.engine.num_large_digits == plain.engine.num_large_digits > 3
+
+
+def test_cli_plan_with_the_insecure_flag_is_loud_and_prints_the_real_level():
+    from cryptoface.cli import _security
+
+    out = CliRunner().invoke(app, ["plan", "small", "--backend", "simulator", "--insecure-test-params"])
+    assert out.exit_code == 0, out.output
+    assert "INSECURE TEST PARAMETERS" in out.stderr and "--insecure-test-params" in out.stderr
+    assert "security 128-bit" in out.stdout  # the search still picks 128-bit parameters
+    assert _security({"security_bits": 0}) == "BELOW 128-bit (insecure test parameters)"
