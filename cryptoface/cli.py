@@ -130,6 +130,7 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
     from .backend import HEContext
     from .config import resolve
     from .plugins import get_plugins
+    from .preprocess import orl_face
     from .testing.conftest import PARAMS, STEPS
     from .testing.programs import poly7_then_rotate_sum, poly7_then_rotate_sum_reference
 
@@ -141,6 +142,8 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
     for col in ("backend", "first values (encrypted)", "numpy", "max abs error", "seconds"):
         table.add_column(col)
     try:
+        cfg = resolve(backend, config_path)  # a bad config or face index fails before the slow part 1
+        face_image = orl_face(face)
         for name in names:
             engine = plugins.get(name)
             t0 = time.perf_counter()
@@ -152,15 +155,12 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
             table.add_row(name, np.array2string(got[:3], precision=5), np.array2string(ref[:3], precision=5),
                           f"{np.max(np.abs(got - ref)):.2e}", f"{time.perf_counter() - t0:.2f}")
         console.print(table)
-        cfg = resolve(backend, config_path)
         console.print(f"\n[bold]2. encrypted face embedding[/]: model {model!r}, backend {cfg.backend!r} (from {cfg.backend_source}), ORL face {face}")
         bundle, engine, cm = _compile(model, cfg.backend, config_path)
         rep = cm.program.report
         console.print(f"   plan: N={rep['ring_dim']}, depth {rep['depth']}, {_security(rep)}, "
                       f"{rep['bootstraps']} bootstraps, {rep['rotations']} rotations, {rep['rotation_keys']} rotation keys")
-        from .preprocess import orl_face
-
-        image = bundle.preprocess(orl_face(face))
+        image = bundle.preprocess(face_image)
         emb, res, keys_s = _client_server_inference(cm, engine, image)
         console.print(f"   client: keys in {keys_s:.1f} s; encrypted {len(cm.partitions)} patches")
         console.print(f"   server: encrypted inference in {res.wall_seconds:.1f} s, patch networks in parallel")
@@ -264,9 +264,12 @@ def infer(
 
     from .models import load_bundle
     from .preprocess import load_image
+    from .runtime.executors import get_executor
 
     try:
         x = load_bundle(model).preprocess(load_image(image))  # a bad image fails before the slow compile
+        if executor != "auto":
+            get_executor(executor)  # an unknown name fails before the compile too
         _, engine, cm = _compile(model, backend, config_path, insecure)
         console.print(f"plan: N={cm.params.ring_dim}, depth {cm.params.depth}, {_security(cm.program.report)}")
         emb, res, keys_s = _client_server_inference(cm, engine, x, executor)
@@ -283,6 +286,27 @@ def infer(
         console.print(f"max abs error {np.max(np.abs(emb - ref)):.3e}, cosine similarity {cos:.8f}")
 
 
+def _bench_backends(backend: str) -> list[str]:
+    """Every available real backend for "all", else the one named (unknown: a ConfigError)."""
+    from .plugins import get_plugins
+
+    if backend != "all":
+        return [get_plugins().get(backend).name]
+    return [b.name for b in get_plugins().backends() if b.available and b.name != "simulator"]
+
+
+def _ring_dims(text: str) -> list[int]:
+    from .errors import ConfigError
+
+    try:
+        dims = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--ring-dims must be comma-separated powers of two, got {text!r}") from None
+    if any(d < 2 or d & (d - 1) for d in dims):
+        raise ConfigError(f"--ring-dims must be comma-separated powers of two, got {text!r}")
+    return dims
+
+
 @bench_app.command("primitives")
 def bench_primitives(
     backend: Optional[str] = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available one)."),
@@ -294,11 +318,10 @@ def bench_primitives(
 ) -> None:
     """Median time of every primitive per backend and ring dimension, and key sizes."""
     from .bench.primitives import PrimitiveResult, bench_one_isolated, to_json, to_markdown
-    from .plugins import get_plugins
 
     try:
-        names = [b.name for b in get_plugins().backends() if b.available and b.name != "simulator"] if backend == "all" else [backend]
-        dims = [int(d) for d in ring_dims.split(",")]
+        names = _bench_backends(backend)
+        dims = _ring_dims(ring_dims)
         results = []
         for n in names:
             for d in dims:
@@ -326,9 +349,11 @@ def bench_inference(
 ) -> None:
     """One encrypted inference per backend: time, memory, keys, error, overhead."""
     from .bench.inference import run_isolated, to_markdown
-    from .plugins import get_plugins
 
-    names = [b.name for b in get_plugins().backends() if b.available and b.name != "simulator"] if backend == "all" else [backend]
+    try:
+        names = _bench_backends(backend)
+    except CryptofaceError as exc:
+        _fail(exc)
     rows = []
     for name in names:
         err_console.print(f"[dim]{model} on {name} ...[/]")

@@ -63,6 +63,11 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("model-unknown", ["infer", "nosuchmodel", *sim], "unknown model 'nosuchmodel'"),
         ("model-name-missing", ["infer", *sim], "Missing argument 'model'"),
         ("backend-unknown", ["plan", "small", "-b", "nope"], "unknown backend 'nope'"),
+        ("executor-unknown", ["infer", "small", *sim, "--executor", "bogus"], "unknown executor 'bogus'"),
+        ("demo-face-out-of-range", ["demo", *sim, "--face", "1000"], "ORL face index 1000 is out of range"),
+        ("bench-backend-unknown", ["bench", "inference", "-b", "nope"], "unknown backend 'nope'"),
+        ("bench-ring-dims-not-numbers", ["bench", "primitives", *sim, "--ring-dims", "abc"], "--ring-dims must be"),
+        ("option-unknown", ["plan", "small", *sim, "--bogus"], "No such option: --bogus"),
         ("config-missing", ["config", "--config", "nowhere.toml"], "nowhere.toml does not exist"),
         ("config-not-toml", ["config", "--config", "bad.toml"], "is not valid TOML"),
     ]
