@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,16 @@ def _npy_header_only(path: Path, shape: tuple[int, ...]) -> None:
     """An .npy file whose header claims `shape` of uint8 but that holds no data."""
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height RGB pixels but that holds almost no data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b""))
 
 
 def _copy_small(tmp: Path, sidecar: str | None) -> str:
@@ -44,6 +56,7 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str]]:
     _npy_header_only(tmp / "huge.npy", (1_000_000, 1_000_000))
     (tmp / "notes.onnx").write_text("this is a text file, not a model\n")
     (tmp / "face.png").write_text("not a png\n")
+    _png_header_only(tmp / "huge.png", 6000, 6000)
     (tmp / "bad.toml").write_text("backend = \n")
     sim = ["-b", "simulator"]
     return [
@@ -57,6 +70,7 @@ def _cases(tmp: Path) -> list[tuple[str, list[str], str]]:
         ("npy-bool", ["infer", "small", *sim, "--image", "bool.npy"], "holds dtype bool, not numbers"),
         ("pixels-out-of-range", ["infer", "small", *sim, "--image", "bright.npy"], "outside the 0..255 the model was calibrated for"),
         ("photo-not-an-image", ["infer", "small", *sim, "--image", "face.png"], "is not an image pillow can read"),
+        ("photo-huge-header", ["infer", "small", *sim, "--image", "huge.png"], "huge.png is 6000x6000 pixels"),
         ("photo-missing", ["infer", "small", *sim, "--image", "nobody.png"], "nobody.png does not exist"),
         ("onnx-is-text", ["infer", "notes.onnx", *sim], "notes.onnx is not an ONNX model"),
         ("onnx-missing", ["infer", "absent.onnx", *sim], "absent.onnx does not exist"),
