@@ -187,6 +187,14 @@ class Engine(ABC):
     def bootstrap(self, ct: Any) -> Any:
         raise CapabilityError(f"backend {self.name!r} does not bootstrap")
 
+    def observe(self, ct: Any) -> np.ndarray | None:
+        """The values `ct` holds, for the runtime's check of the compiler's value bounds.
+
+        Only a backend that can see them without the secret key (the simulator) returns
+        them; a real library cannot, and returns None (then the bounds are what the
+        prescaling before bootstraps and the headroom of q0 were planned from)."""
+        return None
+
     @abstractmethod
     def set_scale(self, ct: Any, scale: float) -> Any:
         """Relabel the scale (used only to absorb prime drift, see SCALE_RTOL)."""

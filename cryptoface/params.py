@@ -50,6 +50,9 @@ class BootstrapConfig:
 
     level_budget: tuple[int, int] = (3, 3)
     depth: int = 0
+    # |value| the bootstrap is specified for: its approximate modular reduction is accurate
+    # within it and garbage beyond (OpenFHE: [-1, 1]). The compiler prescales into it.
+    input_range: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,8 @@ class CKKSParams:
         d = dict(d)
         boot = d.pop("bootstrap", None)
         if boot is not None:
-            boot = BootstrapConfig(level_budget=tuple(boot["level_budget"]), depth=boot["depth"])
+            boot = BootstrapConfig(level_budget=tuple(boot["level_budget"]), depth=boot["depth"],
+                                   input_range=float(boot.get("input_range", 1.0)))
         return cls(bootstrap=boot, **d)
 
 

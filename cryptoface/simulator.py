@@ -1,11 +1,38 @@
-"""A numpy CKKS simulator backend: slots, levels and scales tracked, CKKS-sized noise added.
+"""A numpy CKKS simulator backend: it fails where a real CKKS library fails, in seconds.
 
 It exists for fast compiler tests (a whole model in seconds), never as evidence that a real
-backend works: the tests that check real backends run on the real libraries. It enforces
-the same rules a real CKKS library does (no multiply at level 0, rotation only with a key,
-no decryption without the secret key), so a plan that runs here is a plan that is legal.
-Noise follows the usual CKKS estimates: fresh encryption about sqrt(N)*3.2 / scale,
-a rescale adds rounding of about sqrt(N/12) / new scale, a key switch a little more.
+backend works: the tests that check real backends run on the real libraries. It enforces the
+rules a library does (no multiply at level 0, rotation only with a key, no decryption without
+the secret key) and models the arithmetic that makes a legal-looking plan give wrong numbers
+(`cryptoface.ckks_model`):
+
+Modelled
+- fixed-point encoding: encode and encrypt round the coefficients of the packed polynomial
+  (canonical embedding, 5^j slot order) to integers at the scale;
+- the modulus chain: real NTT-friendly primes (SEAL's choice: the largest q = 1 mod 2N below
+  2^bits; nominal 2^scale_bits when the ring has too few), a rescale divides the scale by the
+  prime of its level and rounds (about sqrt(N/12) / new scale per slot), so scales drift as
+  in SEAL and `set_scale` changes the decoded value as a relabelling does;
+- overflow: any value whose |coefficient * scale| reaches Q_l / 2 at its level l wraps
+  modulo Q_l (centered), as the library's integers do; at level 0 Q_0 = q_0, so a result
+  larger than about q_0 / (2 * scale) decrypts to garbage;
+- bootstrapping: the input is reduced modulo q_0 (ModRaise sees nothing else) and the
+  approximate modular reduction is exact within `params.bootstrap.input_range` and garbage
+  beyond it (`ckks_model.eval_mod`: stricter than OpenFHE near the edge, never more lenient);
+- noise: fresh encryption about SIGMA*sqrt(N) / scale per slot, relinearization and rotation
+  (key switching) the same at the operand's scale, bootstrapping 2^-20 relative; Gaussian in
+  the slots.
+
+Not modelled
+- the secret key and real ciphertext polynomials (values are kept in the slots, in float64:
+  wraps are exact up to float rounding, which only garbles results that are garbage anyway);
+- noise growth with the operands' magnitude in products, the hybrid key-switching modulus,
+  imaginary parts, and a library's own refusals (OpenFHE's decode raises on some overflows
+  where this returns the wrapped value);
+- OpenFHE's hidden bootstrap prime (its level 0 holds q_0 * q_hidden): here level 0 is q_0.
+
+`observe()` exposes a ciphertext's values so that the runtime can check the compiler's value
+bounds; a real backend cannot, and returns None.
 """
 
 from __future__ import annotations
@@ -20,6 +47,7 @@ from typing import Sequence
 import numpy as np
 
 from .backend import Capabilities, Engine
+from .ckks_model import Embedding, ModulusChain, eval_mod, wrap
 from .errors import MissingSecretKeyError
 from .params import HE_STD_128_MAX_LOG_QP, CKKSParams
 from .plugins import hookimpl
@@ -51,6 +79,8 @@ class SimulatorEngine(Engine):
         self.key_id = key_id
         self._secret = secret
         self._rng = np.random.default_rng(seed)
+        self.chain = ModulusChain.for_params(params.ring_dim, params.depth, params.scale_bits, params.first_mod_bits)
+        self.embedding = Embedding(params.slots)
 
     @classmethod
     def capabilities(cls) -> Capabilities:
@@ -107,21 +137,40 @@ class SimulatorEngine(Engine):
         return SIGMA * np.sqrt(self.params.ring_dim) / scale
 
     def _ct(self, values: np.ndarray, level: int, scale: float) -> SimCiphertext:
-        return SimCiphertext(values, level, scale, self.key_id)
+        return SimCiphertext(self._reduce(values, level, scale), level, scale, self.key_id)
+
+    def _reduce(self, values: np.ndarray, level: int, scale: float) -> np.ndarray:
+        """Wrap modulo Q_level, as the library's integers do, if |coefficients * scale| reach
+        Q_level / 2 (slots bound coefficients, so most values skip the FFT)."""
+        peak = float(np.max(np.abs(values))) if values.size else 0.0
+        log_half_modulus = self.chain.log2_q(level) - 1 - np.log2(scale)
+        if peak == 0.0 or np.log2(peak) < log_half_modulus:
+            return values
+        if not np.isfinite(peak) or log_half_modulus > 1000:  # beyond float64: nothing left to decode
+            return np.full_like(values, np.nan)
+        coeffs = wrap(self.embedding.to_coeffs(values), 2.0 ** (log_half_modulus + 1))
+        return self.embedding.to_slots(coeffs)
+
+    def _round_at(self, values: np.ndarray, scale: float) -> np.ndarray:
+        """Fixed point: the packed polynomial's coefficients rounded to integers at `scale`."""
+        coeffs = np.round(self.embedding.to_coeffs(values) * scale) / scale
+        return self.embedding.to_slots(coeffs)
 
     # ---- primitives ----------------------------------------------------------------------
     def encode(self, values: np.ndarray, level: int, scale: float) -> SimPlaintext:
-        # Encoding rounds to 1/scale.
-        return SimPlaintext(np.round(values * scale) / scale, level, scale)
+        return SimPlaintext(self._reduce(self._round_at(values, scale), level, scale), level, scale)
 
     def encrypt(self, values: np.ndarray) -> SimCiphertext:
         p = self.params
-        return self._ct(values + self._noise(self._fresh_std(p.scale)), p.depth, p.scale)
+        return self._ct(self._round_at(values, p.scale) + self._noise(self._fresh_std(p.scale)), p.depth, p.scale)
 
     def decrypt(self, ct: SimCiphertext) -> np.ndarray:
         if self._secret is None:
             raise MissingSecretKeyError("simulator context without secret key cannot decrypt")
-        return ct.values.copy()
+        return ct.values.copy()  # already reduced modulo Q_level by `_ct`
+
+    def observe(self, ct: SimCiphertext) -> np.ndarray:
+        return ct.values
 
     def add(self, a: SimCiphertext, b: SimCiphertext) -> SimCiphertext:
         return self._ct(a.values + b.values, a.level, a.scale)
@@ -139,6 +188,9 @@ class SimulatorEngine(Engine):
         relin = self._noise(self._fresh_std(a.scale * b.scale))
         return self._ct(a.values * b.values + relin, a.level, a.scale * b.scale)
 
+    def rescale_divisor(self, level: int) -> float:
+        return self.chain.prime(level)
+
     def rescale(self, ct: SimCiphertext) -> SimCiphertext:
         scale = ct.scale / self.rescale_divisor(ct.level)
         rounding = self._noise(np.sqrt(self.params.ring_dim / 12) / scale)
@@ -155,12 +207,17 @@ class SimulatorEngine(Engine):
     def bootstrap(self, ct: SimCiphertext) -> SimCiphertext:
         p = self.params
         assert p.bootstrap is not None
+        # ModRaise sees the value modulo q_0 only; the approximate modular reduction is exact
+        # within the backend's input range and garbage beyond it.
+        coeffs = self.embedding.to_coeffs(self._reduce(ct.values, 0, ct.scale))
+        values = self.embedding.to_slots(eval_mod(coeffs, p.bootstrap.input_range))
         # Bootstrapped values carry about 2^-20 relative error at typical parameters.
-        err = self._noise(2.0**-20 * max(1.0, float(np.max(np.abs(ct.values)))))
-        return self._ct(ct.values + err, p.depth - p.bootstrap.depth, p.scale)
+        err = self._noise(2.0**-20 * max(1.0, float(np.max(np.abs(values)))))
+        return self._ct(values + err, p.depth - p.bootstrap.depth, p.scale)
 
     def set_scale(self, ct: SimCiphertext, scale: float) -> SimCiphertext:
-        return self._ct(ct.values, ct.level, scale)
+        # A relabelling: the integers stay, so the decoded value moves by old / new scale.
+        return self._ct(ct.values * (ct.scale / scale), ct.level, scale)
 
     def level(self, ct: SimCiphertext) -> int:
         return ct.level
