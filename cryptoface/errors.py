@@ -62,6 +62,10 @@ class SerializationError(CryptofaceError):
     """Bytes that are not a valid cryptoface object: corrupted, truncated or foreign."""
 
 
+class ProgramMismatchError(CryptofaceError):
+    """A program file made for another backend or model, or in a newer format version."""
+
+
 class CompileError(CryptofaceError):
     """The compiler cannot produce a plan (depth, memory, unsupported op...)."""
 

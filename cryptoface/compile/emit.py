@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import CompileError
 from .levels import LevelAssignment
 from .pack import PackedOp, PackedPartition
-from .program import ConstantTable, Instr, Section
+from ..program import ConstantTable, Instr, Section
 
 
 class SectionEmitter:

@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..params import next_pow2
-from .layout import Layout, LayoutError
+from ..program.layout import Layout, LayoutError
 from .mpcnn import (
     CRYPTOFACENET_PCNN_CONVS,
     MPCNN_AVGPOOL_8_TO_2_COUNTS,
@@ -462,7 +462,7 @@ class LinearTransformPlan:
         (`constants.add`, key f"{prefix}.diag{k}@{-j}") built only when the runtime runs them.
         `prefix` must make value and constant names unique in the program.
         """
-        from .program import Instr, rotated_name
+        from ..program import Instr, rotated_name
 
         emit = section.instrs.append
         babies = f"{prefix}.baby"

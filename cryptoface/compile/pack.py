@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import CompileError
 from ..ir.graph import Graph, Node
-from .layout import Layout
+from ..program.layout import Layout
 from .linear_transform import LinearMap, LinearTransformPlan, avgpool_map, conv2d_map, gemm_map, global_avgpool_map, plan_linear_transform
 
 

@@ -7,7 +7,6 @@ parameters, the keys, and per-layer counts.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +18,15 @@ from ..ir.graph import Graph
 from ..ir.interpreter import run as run_reference
 from ..ir.onnx_import import import_onnx
 from ..params import CKKSParams, next_pow2
+from ..program import ConstantTable, HEProgram, Instr, ModelRecord, Section, rotated_name
+from ..program.layout import Layout
 from .bootstrap import place_bootstraps
-from .emit import SectionEmitter, bootstrap_bound
-from .layout import Layout
+from .bounds import calibrate, headroom_bits, holders_of, prescale, program_bounds
+from .emit import SectionEmitter
 from .levels import LevelAssignment, LevelGraph, LevelNode, assign_levels, check, critical_depth
 from .mpcnn import mpcnn_conv_counts
 from .pack import PackedPartition, Packer
 from .parameters import ParameterChoice, choose_parameters, key_switch_key_bytes, naf
-from .program import ConstantTable, HEProgram, Instr, Section
 
 PROBE_SLOTS = 1 << 17
 
@@ -59,41 +59,15 @@ class CompiledModel:
     def params(self) -> CKKSParams:
         return self.program.params
 
-    # ---- client side ----------------------------------------------------------------------
+    # ---- client side: the program's own (a loaded program file has the same) ---------------
     def patch_inputs(self, *arrays: np.ndarray, **named: np.ndarray) -> dict[str, np.ndarray]:
-        """The inputs cut as the graph's Slices cut them (patches), each packed into its layout.
-
-        Positional arrays bind to the graph inputs in order (for a face model: the image)."""
-        feeds = dict(zip(self.graph.inputs, arrays)) | named
-        missing = set(self.graph.inputs) - set(feeds)
-        if missing:
-            raise CompileError(f"missing model inputs {sorted(missing)}")
-        out = {}
-        for part in self.partitions:
-            for inp in part.inputs:
-                x = np.asarray(feeds[inp.source], dtype=np.float64)
-                shape = tuple(self.graph.shape(inp.source))
-                if x.shape != shape:
-                    if x.size != int(np.prod(shape)):
-                        raise CompileError(f"input {inp.source!r} has shape {x.shape}, the model expects {shape}")
-                    x = x.reshape(shape)
-                if not np.all(np.isfinite(x)):
-                    raise CompileError(f"input {inp.source!r} contains NaN or infinity")
-                if inp.slice is not None:
-                    sl = [slice(None)] * x.ndim
-                    s = inp.slice
-                    for a, b, e in zip(s["axes"], s["starts"], s["ends"]):
-                        sl[a] = slice(b, e)
-                    x = x[tuple(sl)]
-                out[inp.name] = inp.layout.pack(x[0] if not inp.layout.is_flat else x.reshape(-1))
-        return out
+        return self.program.patch_inputs(*arrays, **named)
 
     def encrypt(self, ctx: HEContext, *arrays: np.ndarray, **named: np.ndarray) -> dict[str, Ciphertext]:
-        return {k: ctx.encrypt(v) for k, v in self.patch_inputs(*arrays, **named).items()}
+        return self.program.encrypt(ctx, *arrays, **named)
 
     def decode(self, vec: np.ndarray) -> np.ndarray:
-        """The output values (flattened) from the decrypted slot vector."""
-        return np.asarray(self.output_layout.unpack(np.asarray(vec)[: self.params.slots])).reshape(-1)
+        return self.program.decode(vec)
 
     def reference(self, *arrays: np.ndarray, **named: np.ndarray) -> np.ndarray:
         feeds = dict(zip(self.graph.inputs, arrays)) | named
@@ -101,34 +75,12 @@ class CompiledModel:
         return run_reference(self.graph, feeds)[self.graph.outputs[0]].reshape(-1)
 
     def create_context(self, engine: type[Engine]) -> HEContext:
-        return HEContext.create(engine, self.params, self.program.rotation_steps)
+        return self.program.create_context(engine)
 
 
 def _level_graph(part: PackedPartition) -> LevelGraph:
     nodes = [LevelNode(op.name, op.inputs, op.depth, op.join, op.layout.used) for op in part.ops]
     return LevelGraph(nodes, (part.output_name,))
-
-
-def _calibrate_random(graph: Graph) -> dict[str, float]:
-    """Without calibration data: uniform [-1, 1] draws for every input."""
-    rng = np.random.default_rng(0)
-    peaks: dict[str, float] = {}
-    for _ in range(4):
-        feeds = {i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs}
-        for k, v in run_reference(graph, feeds, return_all=True).items():
-            peaks[k] = max(peaks.get(k, 0.0), float(np.max(np.abs(v))))
-    return peaks
-
-
-def _calibrate(graph: Graph, calibration: np.ndarray) -> dict[str, float]:
-    """Largest |value| per IR value over the calibration inputs (a batch for the one input)."""
-    shape = graph.shape(graph.inputs[0])
-    peaks: dict[str, float] = {}
-    for img in calibration:
-        values = run_reference(graph, {graph.inputs[0]: np.asarray(img, dtype=np.float64).reshape(shape)}, return_all=True)
-        for k, v in values.items():
-            peaks[k] = max(peaks.get(k, 0.0), float(np.max(np.abs(v))))
-    return peaks
 
 
 def compile_model(model: Any, engine: type[Engine], options: CompileOptions | None = None) -> CompiledModel:
@@ -150,9 +102,8 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     lgraphs = {p.index: _level_graph(p) for p in parts}
     need = max(critical_depth(g, opts.output_levels) for g in lgraphs.values())
     caps = engine.capabilities()
-    peaks = _calibrate(graph, opts.calibration) if opts.calibration is not None else _calibrate_random(graph)
-    # q0 holds the largest value at the last level, with a 16x margin over calibration.
-    headroom = max(10, math.ceil(math.log2(max(2.0, max(peaks.values())))) + 5)
+    peaks = calibrate(graph, opts.calibration)
+    headroom = headroom_bits(peaks)  # q0 holds the largest value at the last level
     steps = sorted(set().union(*(p.rotation_steps() for p in parts)))
     capped = opts.max_depth is not None and opts.max_depth < need
     if capped and not caps.bootstrapping:
@@ -178,13 +129,16 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         levels[idx] = la
     bounds: dict[str, float] = {}
     if any(la.bootstraps for la in levels.values()):
-        bounds = {v: bootstrap_bound(peaks[v]) for la in levels.values() for v in la.bootstraps}
+        rng = params.bootstrap.input_range if params.bootstrap is not None else 1.0
+        bounds = {v: prescale(peaks[v], rng) for la in levels.values() for v in la.bootstraps}
     # 5. lowering.
     constants = ConstantTable()
     sections = []
+    holders = {v: v for v in peaks}  # ciphertext name -> the IR value it holds
     for p in parts:
         em = SectionEmitter(f"patch{p.index}", slots, constants, levels[p.index], bounds, params.depth)
         sections.append(em.partition(p))
+        holders |= holders_of(em.at)
     combine, out_layout, out_period = _combine(graph, parts, levels, whole)
     sections.append(combine)
     if choice.keys.composed:
@@ -192,9 +146,13 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     program = HEProgram(
         params=params, rotation_steps=list(choice.keys.steps), compose_rotations=choice.keys.composed,
         sections=sections, constants=constants,
-        inputs={i.name: {"level": choice.input_level, "layout": i.layout.describe(), "section": f"patch{p.index}"} for p in parts for i in p.inputs},
-        outputs={graph.outputs[0]: {"layout": out_layout.describe(), "period": out_period}},
+        inputs={i.name: {"level": choice.input_level, "layout": i.layout.to_dict(), "section": f"patch{p.index}",
+                         "source": i.source, "slice": i.slice} for p in parts for i in p.inputs},
+        outputs={graph.outputs[0]: {"layout": out_layout.to_dict(), "period": out_period}},
+        backend=engine.name, model_inputs={i: tuple(graph.shape(i)) for i in graph.inputs},
+        model=None if isinstance(model, Graph) else ModelRecord.of(model),
     )
+    program.bounds = program_bounds(program, peaks, holders)
     compiled = CompiledModel(graph, program, parts, levels, choice, out_layout, out_period, engine.name)
     compiled.layer_report = _layer_report(parts, levels)
     program.report = plan_report(compiled, caps, need)
@@ -269,8 +227,6 @@ def _compose_rotations(section: Section, slots: int) -> Section:
                 out.instrs.append(Instr("rotate", name, (cur,), step=s))
                 cur = name
         elif ins.op == "rotate_many":
-            from .program import rotated_name
-
             for s in ins.steps or ():
                 parts = naf(s, slots)
                 cur = ins.args[0]

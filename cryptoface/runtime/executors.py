@@ -15,7 +15,7 @@ from typing import Protocol
 from tqdm import tqdm
 
 from ..backend import Ciphertext, HEContext
-from ..compile.program import HEProgram, Section
+from ..program import HEProgram, Section
 from ..errors import ConfigError
 from .interpreter import Profile, run_section
 

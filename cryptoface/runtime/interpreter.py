@@ -10,11 +10,13 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
+
+import numpy as np
 
 from ..backend import Ciphertext, HEContext
-from ..compile.program import HEProgram, Section, rotated_name
-from ..errors import CryptofaceError
+from ..program import HEProgram, Section, rotated_name
+from ..errors import CryptofaceError, ValueBoundError
 
 
 @dataclass
@@ -61,6 +63,8 @@ def run_section(
     if missing:
         raise CryptofaceError(f"section {section.name!r} is missing inputs {sorted(missing)}")
     env: dict[str, Ciphertext] = {k: inputs[k] for k in section.inputs}
+    check = _bound_checker(ctx, program)
+    check(section.inputs, env)
     last = section.last_uses()
     for k, ins in enumerate(section.instrs):
         args = [env[a] for a in ins.args]
@@ -98,9 +102,35 @@ def run_section(
             raise CryptofaceError(f"unknown HE op {op!r} in section {section.name!r}")
         n = max(1, len(ins.steps or ())) if op == "rotate_many" else 1
         profile.add(op, time.perf_counter() - t0, n)
+        check(ins.outputs(), env)
         for a in set(ins.args):
             if last.get(a) == k and a not in section.outputs:
                 del env[a]
         if on_step is not None:
             on_step(k)
     return {o: env[o] for o in section.outputs}
+
+
+def _bound_checker(ctx: HEContext, program: HEProgram) -> Callable[[Sequence[str], dict[str, Ciphertext]], None]:
+    """Checks values against the compiler's bounds (`HEProgram.bounds`) where the backend can
+    see them (`Engine.observe`); a no-op on backends that cannot, or without bounds."""
+    bounds = program.bounds
+    engine = ctx.engine
+
+    def check(names: Sequence[str], env: dict[str, Ciphertext]) -> None:
+        for name in names:
+            bound = bounds.get(name)
+            if bound is None:
+                continue
+            values = engine.observe(env[name].raw)
+            if values is None:
+                return
+            seen = float(np.max(np.abs(values), initial=0.0))
+            if not seen <= bound:  # NaN (a wrapped-out value) fails too
+                raise ValueBoundError(
+                    f"value {name!r} reached |{seen:.4g}|, beyond the bound {bound:.4g} the plan was "
+                    "made for: the input is outside the range the model was calibrated for (a real "
+                    "backend would return a wrong result here, not an error)"
+                )
+
+    return check if bounds else (lambda names, env: None)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cryptoface.compile.layout import Layout, LayoutError, conv_output_layout
+from cryptoface.program.layout import Layout, LayoutError, conv_output_layout
 from cryptoface.errors import CompileError
 
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cryptoface.backend import HEContext
-from cryptoface.compile.layout import Layout, LayoutError
+from cryptoface.program.layout import Layout, LayoutError
 from cryptoface.compile.linear_transform import (
     LinearMap,
     avgpool_map,
@@ -239,7 +239,7 @@ def test_plan_reports_keys_and_counts():
 
 
 def test_emitted_program_runs_on_the_interpreter_like_evaluate():
-    from cryptoface.compile.program import ConstantTable, HEProgram, Section
+    from cryptoface.program import ConstantTable, HEProgram, Section
     from cryptoface.runtime.interpreter import run_section
 
     rng = np.random.default_rng(9)

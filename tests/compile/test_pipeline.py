@@ -114,7 +114,7 @@ def test_program_serializes_and_runs_from_json():
     """The lowered program is plain data: its instructions survive JSON and still run."""
     import json
 
-    from cryptoface.compile.program import HEProgram
+    from cryptoface.program import HEProgram
 
     model = ir_models.tiny_cryptofacenet(patches_per_side=2, patch=8, channels=4, dim=6)
     cm = compile_model(model, SimulatorEngine)
