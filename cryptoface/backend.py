@@ -16,20 +16,19 @@ Conventions every engine follows:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import struct
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
 from .errors import (
     CapabilityError,
     ContextMismatchError,
+    CryptofaceError,
+    InsecureParametersError,
     InvalidInputError,
     LevelExhaustedError,
     LevelMismatchError,
@@ -38,6 +37,8 @@ from .errors import (
     ScaleMismatchError,
     SerializationError,
 )
+from . import wire
+from .headers import CiphertextHeader, ContextHeader
 from .params import CKKSParams
 
 # Scales of operands that followed different rescale paths differ by the drift of the primes
@@ -125,15 +126,29 @@ class Engine(ABC):
 
     @abstractmethod
     def secret_key_bytes(self) -> bytes:
-        """The serialized secret key (client contexts only).
-
-        Only the conformance suite calls it, to prove that the evaluation context's bytes do
-        not contain the secret key.
-        """
+        """The serialized secret key (client contexts only)."""
 
     @classmethod
     @abstractmethod
-    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "Engine": ...
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int], *,
+                    public_only: bool = False) -> "Engine":
+        """Load `serialize()` bytes, which may be hostile (the core checked their MAC and
+        header, not the payload). Raise on anything the library's objects contradict:
+        parameters (ring dimension, chain, slots) or rotation keys other than `params` and
+        `rotation_steps` say. With `public_only`, refuse secret key material before parsing it."""
+
+    @classmethod
+    def check_untrusted_context(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> None:
+        """Parse-check context bytes where a crash cannot take this process down, before
+        `deserialize` parses them here; raise `SerializationError` if they do not survive.
+
+        Default: nothing, for libraries whose parsers refuse garbage with an exception (the
+        conformance fuzz test holds every backend to that). A library whose parser can crash
+        the process on crafted bytes overrides this (OpenFHE: a parse worker process).
+        """
+
+    def check_untrusted_ciphertext(self, data: bytes) -> None:
+        """Like `check_untrusted_context`, for ciphertext bytes of this context (keep it cheap)."""
 
     # ---- primitives on raw objects --------------------------------------------------------
     @abstractmethod
@@ -240,68 +255,42 @@ class Plaintext:
     scale: float
 
 
-_MAGIC = {b"CFCT": "ciphertext", b"CFCX": "context"}
-
-
-def _pack(magic: bytes, meta: dict, payload: bytes) -> bytes:
-    meta = dict(meta, sha256=hashlib.sha256(payload).hexdigest())
-    head = json.dumps(meta, sort_keys=True).encode()
-    return magic + struct.pack("<I", len(head)) + head + payload
-
-
-def unpack(data: bytes, magic: bytes) -> tuple[dict, bytes]:
-    """Split a cryptoface blob into header and payload, checking kind and integrity."""
-    what = _MAGIC[magic]
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise SerializationError(f"expected bytes for a serialized {what}, got {type(data).__name__}")
-    data = bytes(data)
-    if data[:4] != magic:
-        found = _MAGIC.get(data[:4])
-        raise SerializationError(
-            f"not a serialized cryptoface {what}" + (f" (it is a {found})" if found else "")
-        )
-    try:
-        (n,) = struct.unpack("<I", data[4:8])
-        meta = json.loads(data[8 : 8 + n])
-        payload = data[8 + n :]
-    except (struct.error, ValueError) as exc:
-        raise SerializationError(f"corrupted {what}: unreadable header ({exc})") from exc
-    if hashlib.sha256(payload).hexdigest() != meta.get("sha256"):
-        raise SerializationError(f"corrupted {what}: checksum mismatch (truncated or altered bytes)")
-    return meta, payload
-
-
 class HEContext:
     """A keyed CKKS context on one backend, with every operation checked.
 
     The client holds one with the secret key; `public()` gives the server's evaluation
     context, which cannot decrypt. Ciphertexts remember the context they belong to, so
     mixing key sets or backends is an error rather than garbage.
+
+    Every context carries its key set's MAC key (`cryptoface.wire`): a new client context
+    draws a fresh one, its `public()` view shares it, a loaded context keeps the one it was
+    loaded with. Every blob it writes is sealed under that key; every blob it reads must verify.
     """
 
-    def __init__(self, engine: Engine, context_id: str | None = None) -> None:
+    def __init__(self, engine: Engine, context_id: str | None = None, mac_key: bytes | None = None) -> None:
         self.engine = engine
         self.context_id = context_id or uuid.uuid4().hex
         self.backend = engine.name
+        self._mac_key = wire.new_mac_key() if mac_key is None else wire.check_mac_key(mac_key)
+
+    @property
+    def mac_key(self) -> bytes:
+        """The key set's MAC key. The client hands it to the server with its evaluation
+        context when it registers (over the authenticated registration channel); both then
+        seal and verify every later blob under it."""
+        return self._mac_key
 
     # ---- construction -----------------------------------------------------------------
     @classmethod
-    def create(cls, engine_cls: type[Engine], params: CKKSParams, rotation_steps: Sequence[int] = ()) -> "HEContext":
-        params.check_security()
-        caps = engine_cls.capabilities()
-        if params.bootstrap is not None and not caps.bootstrapping:
-            raise CapabilityError(f"backend {engine_cls.name!r} does not bootstrap; plan without bootstraps")
-        bound = caps.max_log_qp_128.get(params.ring_dim)
-        if not params.insecure_test_params and (bound is None or params.log_qp > bound):
-            raise CapabilityError(
-                f"backend {engine_cls.name!r} has no 128-bit parameters for N={params.ring_dim} with "
-                f"log QP={params.log_qp} (its limits: {caps.max_log_qp_128})"
-            )
+    def create(cls, engine_cls: type[Engine], params: CKKSParams, rotation_steps: Sequence[int] = (),
+               mac_key: bytes | None = None) -> "HEContext":
+        """A new key set, with a new MAC key unless one is given."""
+        _check_params(engine_cls, params)
         steps = normalize_steps(rotation_steps, params.slots)
-        return cls(engine_cls.keygen(params, sorted(steps)))
+        return cls(engine_cls.keygen(params, sorted(steps)), mac_key=mac_key)
 
     def public(self) -> "HEContext":
-        return HEContext(self.engine.public(), self.context_id)
+        return HEContext(self.engine.public(), self.context_id, self._mac_key)
 
     @property
     def params(self) -> CKKSParams:
@@ -320,28 +309,49 @@ class HEContext:
         return self.engine.rotation_steps
 
     def serialize(self) -> bytes:
-        meta = {
-            "backend": self.backend,
-            "context_id": self.context_id,
-            "params": self.params.to_dict(),
-            "rotation_steps": sorted(self.rotation_steps),
-            "has_secret_key": self.has_secret_key,
-        }
-        return _pack(b"CFCX", meta, self.engine.serialize())
+        """This context (with the secret key if it has one), sealed under its MAC key."""
+        header = ContextHeader(self.backend, self.context_id, self.params, tuple(sorted(self.rotation_steps)),
+                               self.has_secret_key)
+        return wire.seal("context", header.to_dict(), self.engine.serialize(), self._mac_key)
 
     @classmethod
-    def deserialize(cls, data: bytes, engine_cls: type[Engine]) -> "HEContext":
-        meta, payload = unpack(data, b"CFCX")
-        if meta["backend"] != engine_cls.name:
-            raise SerializationError(
-                f"context was made by backend {meta['backend']!r}, not {engine_cls.name!r}"
+    def deserialize(cls, data: bytes, engine_cls: type[Engine], *, mac_key: bytes, public_only: bool = False,
+                    allow_insecure: bool = False) -> "HEContext":
+        """Load a context sealed under `mac_key`, checking, in this order and before the
+        library parses a byte: the MAC, the header's schema, the backend, 128-bit security
+        (`allow_insecure` is the loader's opt-in to test parameters, never the header's), and
+        with `public_only` the absence of a secret key. Then the engine parses (after its
+        crash-safe check) and must agree with every claim of the header."""
+        header_dict, payload = wire.unseal(data, "context", mac_key)
+        header = ContextHeader.from_dict(header_dict)
+        if header.backend != engine_cls.name:
+            raise SerializationError(f"context was made by backend {header.backend!r}, not {engine_cls.name!r}")
+        params = header.params
+        if params.insecure_test_params and not allow_insecure:
+            raise InsecureParametersError(
+                "context was made with insecure_test_params; only a loader that allows insecure test "
+                "parameters (allow_insecure=True) accepts it"
             )
-        params = CKKSParams.from_dict(meta["params"])
-        try:
-            engine = engine_cls.deserialize(payload, params, meta["rotation_steps"])
-        except Exception as exc:  # library errors on bad bytes come in many types
-            raise SerializationError(f"cannot load {engine_cls.name} context: {exc}") from exc
-        return cls(engine, meta["context_id"])
+        _check_params(engine_cls, params)
+        if public_only and header.has_secret_key:
+            raise SerializationError("context holds a secret key; the server side loads evaluation contexts only")
+        steps = header.rotation_steps
+        _library_call(f"cannot load {engine_cls.name} context",
+                      lambda: engine_cls.check_untrusted_context(payload, params, steps))
+        engine = _library_call(f"cannot load {engine_cls.name} context",
+                               lambda: engine_cls.deserialize(payload, params, steps, public_only=public_only))
+        if public_only and engine.has_secret_key:
+            raise SerializationError(f"{engine_cls.name} loaded a secret key from a public-only context")
+        if engine.has_secret_key != header.has_secret_key or engine.rotation_steps != frozenset(steps) \
+                or engine.params != params:
+            raise SerializationError("context payload contradicts its header (secret key, rotation keys or params)")
+        return cls(engine, header.context_id, mac_key)
+
+    @classmethod
+    def deserialize_public(cls, data: bytes, engine_cls: type[Engine], *, mac_key: bytes,
+                           allow_insecure: bool = False) -> "HEContext":
+        """The server's loader: an evaluation context, refused if it holds any secret key."""
+        return cls.deserialize(data, engine_cls, mac_key=mac_key, public_only=True, allow_insecure=allow_insecure)
 
     # ---- encode / encrypt / decrypt ------------------------------------------------------
     def _vector(self, values: Any) -> np.ndarray:
@@ -514,23 +524,51 @@ class HEContext:
     # ---- ciphertext serialization ---------------------------------------------------------
     def serialize_ciphertext(self, ct: Ciphertext) -> bytes:
         self._own(ct)
-        meta = {"backend": self.backend, "context_id": self.context_id, "level": ct.level, "scale": ct.scale}
-        return _pack(b"CFCT", meta, self.engine.serialize_ciphertext(ct.raw))
+        header = CiphertextHeader(self.backend, self.context_id, ct.level, float(ct.scale))
+        return wire.seal("ciphertext", header.to_dict(), self.engine.serialize_ciphertext(ct.raw), self._mac_key)
 
     def deserialize_ciphertext(self, data: bytes) -> Ciphertext:
-        meta, payload = unpack(data, b"CFCT")
-        if meta["backend"] != self.backend:
-            raise ContextMismatchError(f"ciphertext was made by backend {meta['backend']!r}, this is {self.backend!r}")
-        if meta["context_id"] != self.context_id:
+        """A ciphertext of this context: MAC, header schema and identity checked before the
+        library parses it; its level and scale must be what the header says."""
+        header_dict, payload = wire.unseal(data, "ciphertext", self._mac_key)
+        header = CiphertextHeader.from_dict(header_dict, self.params)
+        if header.backend != self.backend:
+            raise ContextMismatchError(f"ciphertext was made by backend {header.backend!r}, this is {self.backend!r}")
+        if header.context_id != self.context_id:
             raise ContextMismatchError("ciphertext belongs to another key set")
-        try:
-            raw = self.engine.deserialize_ciphertext(payload)
-        except Exception as exc:
-            raise SerializationError(f"corrupted ciphertext: {self.backend} cannot load it ({exc})") from exc
-        ct = self._wrap(raw)
-        if ct.level != meta["level"]:
-            raise SerializationError(f"corrupted ciphertext: header says level {meta['level']}, payload {ct.level}")
+        _library_call("corrupted ciphertext", lambda: self.engine.check_untrusted_ciphertext(payload))
+        ct = self._wrap(_library_call(f"corrupted ciphertext: {self.backend} cannot load it",
+                                      lambda: self.engine.deserialize_ciphertext(payload)))
+        if ct.level != header.level or not math.isclose(ct.scale, header.scale, rel_tol=1e-12):
+            raise SerializationError(
+                f"corrupted ciphertext: header says level {header.level}, scale 2^{math.log2(header.scale):.3f}; "
+                f"payload has level {ct.level}, scale 2^{math.log2(ct.scale) if ct.scale > 0 else float('nan'):.3f}"
+            )
         return ct
+
+
+def _library_call(what: str, load: Callable[[], Any]) -> Any:
+    """Run a library parse; its errors on bad bytes come in many types, all become one."""
+    try:
+        return load()
+    except CryptofaceError:
+        raise
+    except Exception as exc:
+        raise SerializationError(f"{what}: {exc}") from exc
+
+
+def _check_params(engine_cls: type[Engine], params: CKKSParams) -> None:
+    """128-bit security (or the warned test flag), and parameters the backend can honour."""
+    params.check_security()
+    caps = engine_cls.capabilities()
+    if params.bootstrap is not None and not caps.bootstrapping:
+        raise CapabilityError(f"backend {engine_cls.name!r} does not bootstrap; plan without bootstraps")
+    bound = caps.max_log_qp_128.get(params.ring_dim)
+    if not params.insecure_test_params and (bound is None or params.log_qp > bound):
+        raise CapabilityError(
+            f"backend {engine_cls.name!r} has no 128-bit parameters for N={params.ring_dim} with "
+            f"log QP={params.log_qp} (its limits: {caps.max_log_qp_128})"
+        )
 
 
 def normalize_steps(steps: Sequence[int], slots: int) -> set[int]:

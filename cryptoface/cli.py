@@ -148,7 +148,7 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
             engine = plugins.get(name)
             t0 = time.perf_counter()
             client = HEContext.create(engine, PARAMS, STEPS)
-            server = HEContext.deserialize(client.public().serialize(), engine)
+            server = HEContext.deserialize_public(client.public().serialize(), engine, mac_key=client.mac_key)
             ct = server.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(x)))
             out = server.serialize_ciphertext(poly7_then_rotate_sum(server, ct, PARAMS.slots))
             got = client.decrypt(client.deserialize_ciphertext(out))
@@ -201,7 +201,9 @@ def _client_server_inference(cm, engine, image, executor: str = "auto"):
 
     t0 = time.perf_counter()
     client = cm.create_context(engine)
-    server = HEContext.deserialize(client.public().serialize(), engine)
+    # In one process the loader's insecure opt-in is the client's own (explicit, warned) flag.
+    server = HEContext.deserialize_public(client.public().serialize(), engine, mac_key=client.mac_key,
+                                          allow_insecure=client.params.insecure_test_params)
     keys_s = time.perf_counter() - t0
     wire = {k: client.serialize_ciphertext(v) for k, v in cm.encrypt(client, image).items()}
     res = run_program(server, cm.program, {k: server.deserialize_ciphertext(v) for k, v in wire.items()},

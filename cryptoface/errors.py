@@ -62,6 +62,10 @@ class SerializationError(CryptofaceError):
     """Bytes that are not a valid cryptoface object: corrupted, truncated or foreign."""
 
 
+class AuthenticationError(SerializationError):
+    """Bytes whose MAC does not verify: altered, or sealed under another client's MAC key."""
+
+
 class ProgramMismatchError(CryptofaceError):
     """A program file made for another backend or model, or in a newer format version."""
 

@@ -37,7 +37,6 @@ bounds; a real backend cannot, and returns None.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import secrets
@@ -51,6 +50,7 @@ from .ckks_model import Embedding, ModulusChain, eval_mod, wrap
 from .errors import MissingSecretKeyError
 from .params import HE_STD_128_MAX_LOG_QP, CKKSParams
 from .plugins import hookimpl
+from .wire import parse_json
 
 SIGMA = 3.2
 
@@ -117,7 +117,10 @@ class SimulatorEngine(Engine):
         return self._secret is not None
 
     def serialize(self) -> bytes:
-        return json.dumps({"key_id": self.key_id, "secret": self._secret}).encode()
+        # The parameters and steps ride along so that a load can compare them with the header,
+        # as the real backends compare their library objects.
+        return json.dumps({"key_id": self.key_id, "secret": self._secret, "params": self.params.to_dict(),
+                           "rotation_steps": sorted(self.rotation_steps)}).encode()
 
     def secret_key_bytes(self) -> bytes:
         if self._secret is None:
@@ -125,8 +128,17 @@ class SimulatorEngine(Engine):
         return self._secret.encode()
 
     @classmethod
-    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "SimulatorEngine":
-        d = json.loads(data)
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int], *,
+                    public_only: bool = False) -> "SimulatorEngine":
+        d = parse_json(bytes(data), "simulator context")
+        if set(d) != {"key_id", "secret", "params", "rotation_steps"}:
+            raise ValueError(f"simulator context has fields {sorted(d)}")
+        if public_only and d["secret"] is not None:
+            raise ValueError("simulator context holds a secret key")
+        if not _is_hex(d["key_id"], 16) or not (d["secret"] is None or _is_hex(d["secret"], 32)):
+            raise ValueError("simulator key id or secret malformed")
+        if d["params"] != json.loads(json.dumps(params.to_dict())) or d["rotation_steps"] != sorted(rotation_steps):
+            raise ValueError("simulator context holds other parameters or rotation steps than its header")
         return cls(params, rotation_steps, d["key_id"], d["secret"])
 
     # ---- noise ---------------------------------------------------------------------------
@@ -225,17 +237,29 @@ class SimulatorEngine(Engine):
     def scale(self, ct: SimCiphertext) -> float:
         return ct.scale
 
+    # Fixed layout, then exactly `slots` little-endian doubles: nothing in the bytes sizes an allocation.
+    _CT_HEAD = np.dtype([("level", "<i8"), ("scale", "<f8"), ("key_id", "S16")])
+
     def serialize_ciphertext(self, ct: SimCiphertext) -> bytes:
-        buf = io.BytesIO()
-        np.savez(buf, values=ct.values, level=ct.level, scale=ct.scale, key_id=ct.key_id)
-        return buf.getvalue()
+        head = np.array([(ct.level, ct.scale, ct.key_id.encode())], dtype=self._CT_HEAD)
+        return head.tobytes() + np.asarray(ct.values, dtype="<f8").tobytes()
 
     def deserialize_ciphertext(self, data: bytes) -> SimCiphertext:
-        with np.load(io.BytesIO(data)) as z:
-            values = z["values"]
-            if values.shape != (self.params.slots,):
-                raise ValueError(f"simulated ciphertext has {values.shape} values, expected {self.params.slots}")
-            return SimCiphertext(values, int(z["level"]), float(z["scale"]), str(z["key_id"]))
+        data = bytes(data)
+        if len(data) != self._CT_HEAD.itemsize + 8 * self.params.slots:
+            raise ValueError(f"simulated ciphertext of {len(data)} bytes, expected {self.params.slots} values")
+        head = np.frombuffer(data, self._CT_HEAD, count=1)[0]
+        values = np.frombuffer(data, "<f8", offset=self._CT_HEAD.itemsize).copy()
+        level, scale = int(head["level"]), float(head["scale"])
+        if head["key_id"].decode("ascii", "replace") != self.key_id:
+            raise ValueError("simulated ciphertext was encrypted under another key")
+        if not 0 <= level <= self.params.depth or not np.isfinite(scale) or scale <= 1 or not np.all(np.isfinite(values)):
+            raise ValueError("simulated ciphertext has an impossible level, scale or value")
+        return SimCiphertext(values, level, scale, self.key_id)
+
+
+def _is_hex(value: object, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
 
 
 @hookimpl

@@ -36,7 +36,8 @@ def main() -> None:
     eval_keys = client.public().serialize()
 
     # server: evaluation keys only
-    server = HEContext.deserialize(eval_keys, engine)
+    server = HEContext.deserialize_public(eval_keys, engine, mac_key=client.mac_key,
+                                          allow_insecure=client.params.insecure_test_params)
     inputs = {name: server.deserialize_ciphertext(b) for name, b in to_server.items()}
     result = run_program(server, model.program, inputs, progress=True)
     reply = server.serialize_ciphertext(result.outputs["embedding"])

@@ -10,22 +10,22 @@ Why it looks the way it does:
   a ciphertext at the contract's level 0 bootstraps and the level after a bootstrap is exactly
   `params.depth - GetBootstrapDepth(budget)`.
 - OpenFHE keeps evaluation keys in process-wide maps keyed by the secret key's tag. Tags are
-  unique per key generation, so contexts coexist; a deserialized context re-inserts its keys.
-  The binding cannot drop one tag's keys, so the maps are emptied when no engine is alive.
-- OpenFHE's binary deserializer can segfault on crafted bytes; every blob this module writes
-  carries its own checksum, checked before OpenFHE sees the bytes (protects against corruption,
-  not against a forger: authenticate the channel).
+  unique per key generation, so contexts coexist; a deserialized context re-inserts its keys,
+  and a key set's keys leave the maps when its last engine is dropped (`keymaps.py`).
+- OpenFHE's binary deserializer can crash the process on crafted bytes. The core authenticates
+  every blob (MAC) and this engine never parses a crypto context at all (it rebuilds it from the
+  parameters and compares bytes); keys and ciphertexts from a peer are parsed first in a worker
+  process (`parse_worker.py`, the `check_untrusted_*` hooks), then here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import logging
 import math
 import os
-import struct
+import threading
 import weakref
 from typing import Any, Sequence
 
@@ -38,9 +38,15 @@ from cryptoface.errors import (
     MissingSecretKeyError,
     ParameterError,
     ScaleMismatchError,
+    SerializationError,
 )
 from cryptoface.params import CKKSParams
 from cryptoface.plugins import hookimpl
+from cryptoface.wire import parse_json
+
+from .blob import pack_parts, unpack_parts
+from .keymaps import KeyMaps
+from .parse_worker import CONTEXT_PARTS, ParseWorker
 
 __all__ = ["OpenFHEEngine", "OPENFHE_MAX_LOG_QP_128"]
 
@@ -58,7 +64,6 @@ OPENFHE_MAX_LOG_QP_128: dict[int, int] = {
     131072: 3522,
 }
 
-_BLOB_MAGIC = b"CFOF1"
 log = logging.getLogger("cryptoface.openfhe")
 
 
@@ -69,59 +74,20 @@ def _ofhe() -> Any:
     return openfhe
 
 
-# ---- integrity envelope ------------------------------------------------------------------------
+# ---- process-wide state: OpenFHE's key maps and the ciphertext parse worker --------------------
+
+# One per process, because OpenFHE's key maps are one per process.
+_KEY_MAPS = KeyMaps(_ofhe)
+_CT_WORKER_LOCK = threading.Lock()
+_CT_WORKER: list[ParseWorker] = []
 
 
-def _seal(parts: dict[str, bytes]) -> bytes:
-    """Length-prefixed named parts plus a SHA-256 of the whole, checked before OpenFHE parses."""
-    body = b"".join(
-        struct.pack("<H", len(k)) + k.encode() + struct.pack("<Q", len(v)) + v for k, v in parts.items()
-    )
-    return _BLOB_MAGIC + hashlib.sha256(body).digest() + body
-
-
-def _unseal(data: bytes) -> dict[str, bytes]:
-    data = bytes(data)
-    n = len(_BLOB_MAGIC)
-    if data[:n] != _BLOB_MAGIC or len(data) < n + 32:
-        raise ValueError("not an OpenFHE blob written by cryptoface-openfhe")
-    digest, body = data[n : n + 32], data[n + 32 :]
-    if hashlib.sha256(body).digest() != digest:
-        raise ValueError("OpenFHE blob checksum mismatch (corrupted bytes)")
-    parts, i = {}, 0
-    while i < len(body):
-        (kl,) = struct.unpack_from("<H", body, i)
-        key = body[i + 2 : i + 2 + kl].decode()
-        (vl,) = struct.unpack_from("<Q", body, i + 2 + kl)
-        start = i + 10 + kl
-        parts[key] = body[start : start + vl]
-        i = start + vl
-    return parts
-
-
-# ---- the process-wide key maps -------------------------------------------------------------------
-
-
-class _KeyMaps:
-    """Counts live engines; empties OpenFHE's static key maps when the last one goes.
-
-    A hold is taken *before* keys are generated or deserialized, so a collection of an old
-    engine in between cannot wipe the keys of the one being built.
-    """
-
-    live = 0
-
-    @classmethod
-    def hold(cls) -> None:
-        cls.live += 1
-
-    @classmethod
-    def release(cls) -> None:
-        cls.live -= 1
-        if cls.live == 0:
-            o = _ofhe()
-            o.ClearEvalMultKeys()
-            o.CryptoContext.ClearEvalAutomorphismKeys()
+def _ciphertext_worker() -> ParseWorker:
+    """The persistent worker that parses peers' ciphertexts (started on first use)."""
+    with _CT_WORKER_LOCK:
+        if not _CT_WORKER:
+            _CT_WORKER.append(ParseWorker())
+        return _CT_WORKER[0]
 
 
 # ---- parameters -----------------------------------------------------------------------------------
@@ -132,7 +98,7 @@ def _chain_depth(params: CKKSParams) -> int:
     return params.depth + (1 if params.bootstrap is not None else 0)
 
 
-def _make_context(params: CKKSParams) -> tuple[Any, int]:
+def _make_context(params: CKKSParams, num_large_digits: int | None = None) -> tuple[Any, int]:
     """A CryptoContext for `params` and the numLargeDigits (dnum) of its HYBRID key switching.
 
     OpenFHE enforces 128-bit security itself, on log Q plus its HYBRID special modulus P, which
@@ -143,7 +109,7 @@ def _make_context(params: CKKSParams) -> tuple[Any, int]:
     """
     o = _ofhe()
     towers = _chain_depth(params) + 1
-    forced = params.extra.get("openfhe_num_large_digits")
+    forced = num_large_digits if num_large_digits is not None else params.extra.get("openfhe_num_large_digits")
     if forced is not None:
         candidates = [int(forced)]
     else:  # not every dnum splits the towers evenly enough for OpenFHE
@@ -231,7 +197,7 @@ class OpenFHEEngine(Engine):
         secret_key: Any | None,
         num_large_digits: int,
     ) -> None:
-        """Takes over one `_KeyMaps.hold()` that the caller already made."""
+        """Takes over one `_KEY_MAPS.hold(tag)` that the caller already made."""
         self.params = params
         self.rotation_steps = frozenset(int(s) for s in rotation_steps)
         self.cc = cc
@@ -239,7 +205,8 @@ class OpenFHEEngine(Engine):
         self._secret_key = secret_key
         self.key_tag: str = public_key.GetKeyTag()
         self.num_large_digits = num_large_digits
-        weakref.finalize(self, _KeyMaps.release)
+        self._cc_bytes: bytes | None = None
+        weakref.finalize(self, _KEY_MAPS.release, self.key_tag)
 
     # ---- backend-level ----------------------------------------------------------------------
     @classmethod
@@ -266,7 +233,8 @@ class OpenFHEEngine(Engine):
                 "params.slots are bootstrapped; costs one hidden extra prime below level 0",
                 "threads: OpenMP, set OMP_NUM_THREADS before the process starts (OMP_WAIT_POLICY=passive "
                 "on loaded machines)",
-                "evaluation keys live in OpenFHE's process-wide maps until no engine is alive",
+                "evaluation keys live in OpenFHE's process-wide maps until the last engine of their key set is dropped",
+                "bytes from a peer are parsed first in a parse worker process (OpenFHE's parser can crash on crafted bytes)",
             ),
         )
 
@@ -293,19 +261,22 @@ class OpenFHEEngine(Engine):
     def keygen(cls, params: CKKSParams, rotation_steps: Sequence[int]) -> "OpenFHEEngine":
         cls._check_bootstrap(params)
         cc, dnum = _make_context(params)
-        _KeyMaps.hold()
-        try:
-            kp = cc.KeyGen()
-            cc.EvalMultKeyGen(kp.secretKey)
-            steps = sorted({int(s) for s in rotation_steps})
-            if steps:
-                cc.EvalRotateKeyGen(kp.secretKey, steps)
-            if params.bootstrap is not None:
-                cc.EvalBootstrapSetup(list(params.bootstrap.level_budget), [0, 0], params.slots)
-                cc.EvalBootstrapKeyGen(kp.secretKey, params.slots)
-        except BaseException:
-            _KeyMaps.release()
-            raise
+        steps = sorted({int(s) for s in rotation_steps})
+        if params.bootstrap is not None:
+            cc.EvalBootstrapSetup(list(params.bootstrap.level_budget), [0, 0], params.slots)
+        kp = cc.KeyGen()
+        tag = kp.secretKey.GetKeyTag()
+        with _KEY_MAPS.changing():
+            _KEY_MAPS.hold(tag)
+            try:
+                cc.EvalMultKeyGen(kp.secretKey)
+                if steps:
+                    cc.EvalRotateKeyGen(kp.secretKey, steps)
+                if params.bootstrap is not None:
+                    cc.EvalBootstrapKeyGen(kp.secretKey, params.slots)
+            except BaseException:
+                _KEY_MAPS.release(tag)
+                raise
         return cls(params, steps, cc, kp.publicKey, kp.secretKey, dnum)
 
     @classmethod
@@ -320,7 +291,7 @@ class OpenFHEEngine(Engine):
             )
 
     def public(self) -> "OpenFHEEngine":
-        _KeyMaps.hold()
+        _KEY_MAPS.hold(self.key_tag)
         return OpenFHEEngine(self.params, self.rotation_steps, self.cc, self.public_key, None, self.num_large_digits)
 
     @property
@@ -330,17 +301,15 @@ class OpenFHEEngine(Engine):
     def serialize(self) -> bytes:
         o = _ofhe()
         meta = {"key_tag": self.key_tag, "num_large_digits": self.num_large_digits}
-        parts = {
-            "meta": json.dumps(meta).encode(),
-            "cc": o.Serialize(self.cc, o.BINARY),
-            "pk": o.Serialize(self.public_key, o.BINARY),
-            "mult": o.SerializeEvalMultKeyString(o.BINARY, self.key_tag),
-        }
-        if self.rotation_steps or self.params.bootstrap is not None:
-            parts["auto"] = o.SerializeEvalAutomorphismKeyString(o.BINARY, self.key_tag)
+        parts = {"meta": json.dumps(meta).encode(), "cc": o.Serialize(self.cc, o.BINARY),
+                 "pk": o.Serialize(self.public_key, o.BINARY)}
+        with _KEY_MAPS.evaluating():
+            parts["mult"] = o.SerializeEvalMultKeyString(o.BINARY, self.key_tag)
+            if self.rotation_steps or self.params.bootstrap is not None:
+                parts["auto"] = o.SerializeEvalAutomorphismKeyString(o.BINARY, self.key_tag)
         if self._secret_key is not None:
             parts["sk"] = self.secret_key_bytes()
-        return _seal(parts)
+        return pack_parts(parts)
 
     def secret_key_bytes(self) -> bytes:
         if self._secret_key is None:
@@ -349,34 +318,71 @@ class OpenFHEEngine(Engine):
         return o.Serialize(self._secret_key, o.BINARY)
 
     @classmethod
-    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "OpenFHEEngine":
+    def _context_parts(cls, data: bytes, params: CKKSParams, steps: Sequence[int],
+                       public_only: bool) -> tuple[dict[str, bytes], str, int, Any]:
+        """The parts of a context blob, its key tag and dnum, and the crypto context its
+        parameters make: the peer's crypto context bytes are compared with it, never parsed."""
+        parts = unpack_parts(data, CONTEXT_PARTS)
+        if public_only and "sk" in parts:
+            raise ValueError("context holds a secret key")
+        needed = {"meta", "cc", "pk", "mult"} | ({"auto"} if steps or params.bootstrap is not None else set())
+        if needed - parts.keys() or parts.keys() - needed - {"sk"}:
+            raise ValueError(f"context has parts {sorted(parts)}, expected {sorted(needed)}")
+        meta = parse_json(parts["meta"], "OpenFHE context meta")
+        tag, dnum = meta.get("key_tag"), meta.get("num_large_digits")
+        if (set(meta) != {"key_tag", "num_large_digits"} or not isinstance(tag, str) or not 1 <= len(tag) <= 128
+                or type(dnum) is not int or not 1 <= dnum <= _chain_depth(params) + 1):
+            raise ValueError("malformed OpenFHE context meta")
+        cc, dnum = _make_context(params, dnum)
+        if _ofhe().Serialize(cc, _ofhe().BINARY) != parts["cc"]:
+            raise ValueError("the crypto context is not the one its parameters make (ring, chain, security level)")
+        return parts, tag, dnum, cc
+
+    @classmethod
+    def check_untrusted_context(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> None:
+        """Keys parsed and exercised by a fresh worker process sized for them."""
+        steps = sorted(int(s) for s in rotation_steps)
+        try:
+            _, tag, _, _ = cls._context_parts(bytes(data), params, steps, public_only=False)
+        except ValueError as exc:
+            raise SerializationError(f"cannot load openfhe context: {exc}") from exc
+        worker = ParseWorker(memory_bytes=(4 << 30) + 8 * len(data))
+        try:
+            expect = {"key_tag": tag, "steps": steps, "slots": params.slots, "bootstrap": params.bootstrap is not None}
+            worker.check("context", expect, {"data": bytes(data)})
+        finally:
+            worker.close()
+
+    @classmethod
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int], *,
+                    public_only: bool = False) -> "OpenFHEEngine":
         o = _ofhe()
-        parts = _unseal(data)
-        meta = json.loads(parts["meta"])
-        cc = o.DeserializeCryptoContextString(parts["cc"], o.BINARY)
-        if cc.GetRingDimension() < params.ring_dim or cc.GetBatchSize() != params.slots:
-            raise ValueError("OpenFHE context does not match the parameters in the header")
-        _enable(cc, params)
+        steps = sorted(int(s) for s in rotation_steps)
+        parts, tag, dnum, cc = cls._context_parts(bytes(data), params, steps, public_only)
         pk = o.DeserializePublicKeyString(parts["pk"], o.BINARY)
         sk = o.DeserializePrivateKeyString(parts["sk"], o.BINARY) if "sk" in parts else None
-        if pk.GetKeyTag() != meta["key_tag"] or (sk is not None and sk.GetKeyTag() != meta["key_tag"]):
+        if pk.GetKeyTag() != tag or (sk is not None and sk.GetKeyTag() != tag):
             raise ValueError("OpenFHE keys do not belong together (key tags differ)")
-        _KeyMaps.hold()
-        try:
-            if _has_mult_keys(cc, meta["key_tag"]):  # loaded here already: OpenFHE will not replace
-                if o.SerializeEvalMultKeyString(o.BINARY, meta["key_tag"]) != parts["mult"]:
+        if params.bootstrap is not None:  # precomputations (encoding matrices) are not serialized
+            cc.EvalBootstrapSetup(list(params.bootstrap.level_budget), [0, 0], params.slots)
+        with _KEY_MAPS.changing():
+            if _KEY_MAPS.held(tag):  # loaded here already: the same keys, or a forgery of this tag
+                same = o.SerializeEvalMultKeyString(o.BINARY, tag) == parts["mult"] and (
+                    "auto" not in parts or o.SerializeEvalAutomorphismKeyString(o.BINARY, tag) == parts["auto"])
+                if not same:
                     raise ValueError("different keys with the same OpenFHE key tag are loaded in this process")
+                _KEY_MAPS.hold(tag)
             else:
-                o.DeserializeEvalMultKeyString(parts["mult"], o.BINARY)
-            if "auto" in parts:
-                o.DeserializeEvalAutomorphismKeyString(parts["auto"], o.BINARY)
-            if params.bootstrap is not None:
-                # Precomputations (encoding matrices) are not serialized; keys are.
-                cc.EvalBootstrapSetup(list(params.bootstrap.level_budget), [0, 0], params.slots)
-        except BaseException:
-            _KeyMaps.release()
-            raise
-        return cls(params, rotation_steps, cc, pk, sk, int(meta["num_large_digits"]))
+                _KEY_MAPS.hold(tag)
+                try:
+                    o.DeserializeEvalMultKeyString(parts["mult"], o.BINARY)
+                    if "auto" in parts:
+                        o.DeserializeEvalAutomorphismKeyString(parts["auto"], o.BINARY)
+                    _check_loaded_keys(cc, tag, steps, params)
+                except BaseException:
+                    _KEY_MAPS.release(tag)
+                    raise
+        return cls(params, steps, cc, pk, sk, dnum)
 
     # ---- primitives ----------------------------------------------------------------------------
     def _degree(self, scale: float) -> int:
@@ -417,10 +423,12 @@ class OpenFHEEngine(Engine):
 
     def mul(self, a: Any, b: Any) -> Any:
         # EvalMult relinearizes; under FIXEDMANUAL it never rescales.
-        return self.cc.EvalMult(a, b)
+        with _KEY_MAPS.evaluating():
+            return self.cc.EvalMult(a, b)
 
     def square(self, a: Any) -> Any:
-        return self.cc.EvalSquare(a)
+        with _KEY_MAPS.evaluating():
+            return self.cc.EvalSquare(a)
 
     def rescale(self, ct: Any) -> Any:
         return self.cc.Rescale(ct)
@@ -429,14 +437,16 @@ class OpenFHEEngine(Engine):
         return self.cc.LevelReduce(ct, None, self.level(ct) - level)
 
     def rotate(self, ct: Any, step: int) -> Any:
-        return self.cc.EvalRotate(ct, step)
+        with _KEY_MAPS.evaluating():
+            return self.cc.EvalRotate(ct, step)
 
     def rotate_hoisted(self, ct: Any, steps: Sequence[int]) -> list[Any]:
         if len(steps) < 2:
             return [self.rotate(ct, s) for s in steps]
         digits = self.cc.EvalFastRotationPrecompute(ct)
         m = self.cc.GetCyclotomicOrder()
-        return [self.cc.EvalFastRotation(ct, s, m, digits) for s in steps]
+        with _KEY_MAPS.evaluating():
+            return [self.cc.EvalFastRotation(ct, s, m, digits) for s in steps]
 
     def bootstrap(self, ct: Any) -> Any:
         p = self.params
@@ -447,7 +457,8 @@ class OpenFHEEngine(Engine):
         if self.level(ct) >= target:
             # Nothing to refresh: OpenFHE would return it unchanged; give the contract's level.
             return self.mod_switch_to(ct, target) if self.level(ct) > target else ct
-        out = self.cc.EvalBootstrap(ct)
+        with _KEY_MAPS.evaluating():
+            out = self.cc.EvalBootstrap(ct)
         if out.GetNoiseScaleDeg() == 2:  # FIXEDMANUAL leaves the last rescale to the caller
             out = self.cc.Rescale(out)
         if self.level(out) != target:
@@ -468,16 +479,45 @@ class OpenFHEEngine(Engine):
 
     def serialize_ciphertext(self, ct: Any) -> bytes:
         o = _ofhe()
-        return _seal({"ct": o.Serialize(ct, o.BINARY)})
+        return pack_parts({"ct": o.Serialize(ct, o.BINARY)})
+
+    def _crypto_context_bytes(self) -> bytes:
+        if self._cc_bytes is None:
+            o = _ofhe()
+            self._cc_bytes = o.Serialize(self.cc, o.BINARY)
+        return self._cc_bytes
+
+    def check_untrusted_ciphertext(self, data: bytes) -> None:
+        """Parsed and exercised first by this process's persistent ciphertext worker."""
+        try:
+            inner = unpack_parts(data, ("ct",))["ct"]
+        except (ValueError, KeyError) as exc:
+            raise SerializationError(f"corrupted OpenFHE ciphertext: {exc}") from exc
+        expect = {"key_tag": self.key_tag, "slots": self.params.slots, "max_level": _chain_depth(self.params)}
+        _ciphertext_worker().check("ciphertext", expect, {"data": inner, "cc": self._crypto_context_bytes()})
 
     def deserialize_ciphertext(self, data: bytes) -> Any:
         o = _ofhe()
-        ct = o.DeserializeCiphertextString(_unseal(data)["ct"], o.BINARY)
+        ct = o.DeserializeCiphertextString(unpack_parts(data, ("ct",))["ct"], o.BINARY)
         if ct.GetKeyTag() != self.key_tag:
             raise ValueError("ciphertext was encrypted under another OpenFHE key")
-        if not 0 <= ct.GetLevel() <= _chain_depth(self.params) or ct.NumberCiphertextElements() != 2:
-            raise ValueError("ciphertext does not fit this context (level or size)")
+        if (not 0 <= ct.GetLevel() <= _chain_depth(self.params) or ct.NumberCiphertextElements() != 2
+                or ct.GetSlots() != self.params.slots or ct.GetNoiseScaleDeg() not in (1, 2)):
+            raise ValueError("ciphertext does not fit this context (level, size, slots or scale degree)")
+        if o.Serialize(ct.GetCryptoContext(), o.BINARY) != self._crypto_context_bytes():
+            raise ValueError("ciphertext carries another crypto context")
         return ct
+
+
+def _check_loaded_keys(cc: Any, tag: str, steps: Sequence[int], params: CKKSParams) -> None:
+    """The maps now hold a relinearization key and exactly the header's rotation keys for
+    `tag` (bootstrapping adds its own rotations)."""
+    if not _has_mult_keys(cc, tag):
+        raise ValueError("no relinearization key for the context's key tag")
+    have = set(cc.GetExistingEvalAutomorphismKeyIndices(tag))
+    want = set(cc.FindAutomorphismIndices(list(steps))) if steps else set()
+    if not (want <= have if params.bootstrap is not None else want == have):
+        raise ValueError(f"rotation keys for {len(have)} automorphisms, the header's steps need {len(want)}")
 
 
 # Rough single-thread seconds per op at N=2^14 and 8 towers (measured, see README), scaled by

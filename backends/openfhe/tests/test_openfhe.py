@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ from cryptoface.backend import HEContext
 from cryptoface.errors import CapabilityError, InsecureParametersError, MissingSecretKeyError, ParameterError, SerializationError
 from cryptoface.params import BootstrapConfig, CKKSParams
 from cryptoface.plugins import get_plugins
-from cryptoface_openfhe import OPENFHE_MAX_LOG_QP_128, OpenFHEEngine, _make_context, _seal, _unseal
+from cryptoface_openfhe import OPENFHE_MAX_LOG_QP_128, OpenFHEEngine, _make_context
+from cryptoface_openfhe.blob import pack_parts, unpack_parts
 
 ATOL = 1e-5
 BOOT_ATOL = 1e-2
@@ -57,6 +59,16 @@ def bctx() -> HEContext:
 @pytest.fixture()
 def x() -> np.ndarray:
     return np.random.default_rng(11).uniform(-1, 1, SLOTS)
+
+
+def load_public(client: HEContext) -> HEContext:
+    """The server's load (these test parameters are insecure: the loader opts in)."""
+    return HEContext.deserialize_public(client.public().serialize(), OpenFHEEngine, mac_key=client.mac_key,
+                                        allow_insecure=True)
+
+
+def load_client(blob: bytes, client: HEContext) -> HEContext:
+    return HEContext.deserialize(blob, OpenFHEEngine, mac_key=client.mac_key, allow_insecure=True)
 
 
 # ---- registration and capabilities ------------------------------------------------------------
@@ -166,24 +178,23 @@ def test_several_contexts_coexist(x) -> None:
         close(c.decrypt(out), np.roll(((i + 1) * 0.1 * x) ** 2, -1))
     # a server deserialized next to its client, then the client dropped: keys stay
     client = ctxs[0]
-    server = HEContext.deserialize(client.public().serialize(), OpenFHEEngine)
+    server = load_public(client)
     ct_bytes = client.serialize_ciphertext(cts[0])
-    secret = client.serialize()
+    secret, mac_key = client.serialize(), client.mac_key
     del ctxs, client, cts
     gc.collect()
     ct = server.deserialize_ciphertext(ct_bytes)
     out = server.serialize_ciphertext(server.rotate(server.rescale(server.mul(ct, ct)), 1))
-    client = HEContext.deserialize(secret, OpenFHEEngine)
+    client = HEContext.deserialize(secret, OpenFHEEngine, mac_key=mac_key, allow_insecure=True)
     close(client.decrypt(client.deserialize_ciphertext(out)), np.roll((0.1 * x) ** 2, -1))
 
 
 def test_server_context_has_no_secret_key(ctx: HEContext, x) -> None:
-    server = HEContext.deserialize(ctx.public().serialize(), OpenFHEEngine)
+    server = load_public(ctx)
     assert not server.has_secret_key
     with pytest.raises(MissingSecretKeyError):
         server.engine.decrypt(ctx.encrypt(x).raw)
-    assert "sk" not in _unseal(ctx.public().engine.serialize())
-    assert ctx.engine.secret_key_bytes() not in ctx.public().serialize()
+    assert "sk" not in unpack_parts(ctx.public().engine.serialize(), ("meta", "cc", "pk", "mult", "auto", "sk"))
 
 
 def test_fresh_process_server_has_its_keys(ctx: HEContext, tmp_path, x) -> None:
@@ -196,7 +207,8 @@ def test_fresh_process_server_has_its_keys(ctx: HEContext, tmp_path, x) -> None:
         from cryptoface.backend import HEContext
         from cryptoface_openfhe import OpenFHEEngine
         d = Path({str(tmp_path)!r})
-        s = HEContext.deserialize((d / "server.ctx").read_bytes(), OpenFHEEngine)
+        s = HEContext.deserialize_public((d / "server.ctx").read_bytes(), OpenFHEEngine,
+                                         mac_key=bytes.fromhex({ctx.mac_key.hex()!r}), allow_insecure=True)
         ct = s.deserialize_ciphertext((d / "in.ct").read_bytes())
         out = s.rotate_many(s.rescale(s.mul(ct, ct)), [1, 3])
         (d / "out1.ct").write_bytes(s.serialize_ciphertext(out[1]))
@@ -211,7 +223,7 @@ def test_fresh_process_server_has_its_keys(ctx: HEContext, tmp_path, x) -> None:
 
 
 def test_client_context_round_trip(ctx: HEContext, x) -> None:
-    back = HEContext.deserialize(ctx.serialize(), OpenFHEEngine)
+    back = load_client(ctx.serialize(), ctx)
     assert back.has_secret_key and back.rotation_steps == ctx.rotation_steps
     close(back.decrypt(ctx.encrypt(x)), x)
     sq = ctx.mul(ctx.encrypt(x), ctx.encrypt(x))  # scale^2 survives serialization
@@ -221,7 +233,7 @@ def test_client_context_round_trip(ctx: HEContext, x) -> None:
 
 
 def test_bootstrap_context_round_trip(bctx: HEContext) -> None:
-    server = HEContext.deserialize(bctx.public().serialize(), OpenFHEEngine)
+    server = load_public(bctx)
     v = np.linspace(-0.9, 0.9, SLOTS)
     ct = server.deserialize_ciphertext(bctx.serialize_ciphertext(bctx.mod_switch_to(bctx.encrypt(v), 0)))
     out = server.bootstrap(ct)
@@ -230,16 +242,117 @@ def test_bootstrap_context_round_trip(bctx: HEContext) -> None:
 
 
 def test_forged_payloads_raise_instead_of_crashing(ctx: HEContext, x) -> None:
-    """OpenFHE segfaults on some malformed bytes; the inner checksum stops them first."""
+    """Malformed framing is refused before OpenFHE sees a byte."""
     raw = ctx.engine.serialize_ciphertext(ctx.encrypt(x).raw)
-    for bad in (raw[:16] + b"\0" * 16, raw[:-1], b"CFOF1" + b"\0" * 40, b""):
+    for bad in (raw[:16] + b"\0" * 16, raw[:-1], b"CFOF2" + b"\0" * 40, b""):
         with pytest.raises(ValueError):
             ctx.engine.deserialize_ciphertext(bad)
-    inner = _unseal(raw)["ct"]
-    with pytest.raises(RuntimeError):  # valid envelope, truncated OpenFHE bytes: OpenFHE raises
-        ctx.engine.deserialize_ciphertext(_seal({"ct": inner[: len(inner) // 2]}))
+    inner = unpack_parts(raw, ("ct",))["ct"]
+    with pytest.raises(RuntimeError):  # valid framing, truncated OpenFHE bytes: OpenFHE raises
+        ctx.engine.deserialize_ciphertext(pack_parts({"ct": inner[: len(inner) // 2]}))
     with pytest.raises(SerializationError):
-        HEContext.deserialize(ctx.serialize()[:-5] + b"xxxxx", OpenFHEEngine)
+        load_client(ctx.serialize()[:-5] + b"xxxxx", ctx)
+
+
+# Bytes that kill a process that parses them: 8 bytes of 0xff at this offset of a ciphertext's
+# payload at FUZZ_PARAMS make OpenFHE abort (found by the conformance fuzz test).
+_CRASH_SCRIPT = """
+import sys
+from cryptoface import wire
+from cryptoface.backend import HEContext
+from cryptoface.testing.forgeries import FUZZ_PARAMS, FUZZ_STEPS
+from cryptoface_openfhe import OpenFHEEngine
+from cryptoface_openfhe.blob import unpack_parts
+client = HEContext.create(OpenFHEEngine, FUZZ_PARAMS, FUZZ_STEPS)
+header, payload = wire.unseal(client.serialize_ciphertext(client.encrypt([0.5])), "ciphertext", client.mac_key)
+bad = payload[:425] + b"\\xff" * 8 + payload[433:]
+if sys.argv[1] == "bare":
+    import openfhe as o
+    o.DeserializeCiphertextString(unpack_parts(bad, ("ct",))["ct"], o.BINARY)
+else:
+    try:
+        client.deserialize_ciphertext(wire.seal("ciphertext", header, bad, client.mac_key))
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+"""
+
+
+def test_bytes_that_crash_openfhe_are_refused_and_the_process_lives() -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bare = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, "bare"], capture_output=True, text=True, env=env, timeout=300)
+    assert bare.returncode < 0, f"premise: these bytes should kill a bare OpenFHE parser ({bare.returncode}, {bare.stderr[-300:]})"
+    guarded = subprocess.run([sys.executable, "-c", _CRASH_SCRIPT, "guarded"], capture_output=True, text=True, env=env, timeout=300)
+    assert guarded.returncode == 0, f"the loading process died ({guarded.returncode}): {guarded.stderr[-500:]}"
+    assert guarded.stdout.startswith("SerializationError") and "crashed with SIG" in guarded.stdout, guarded.stdout
+
+
+# ---- OpenFHE's process-wide key maps: released per key set --------------------------------------------
+
+
+def _tags_in_maps() -> tuple[set[str], set[str]]:
+    import openfhe
+
+    cc = openfhe.CryptoContext
+    return set(cc.GetAllEvalMultKeys()), set(cc.GetAllEvalAutomorphismKeys())
+
+
+def test_dropped_key_sets_leave_the_key_maps(x) -> None:
+    keep = HEContext.create(OpenFHEEngine, small_params(), [1])
+    server = load_public(keep)
+    dropped = []
+    for _ in range(4):
+        c = HEContext.create(OpenFHEEngine, small_params(), [1, 2])
+        s = load_public(c)
+        tag = c.engine.key_tag
+        assert all(tag in m for m in _tags_in_maps())
+        del c, s
+        gc.collect()
+        dropped.append(tag)
+        mult, auto = _tags_in_maps()
+        assert tag not in mult and tag not in auto, "a dropped key set's keys are still in OpenFHE's maps"
+        assert keep.engine.key_tag in mult and keep.engine.key_tag in auto
+    ct = server.deserialize_ciphertext(keep.serialize_ciphertext(keep.encrypt(x)))
+    out = server.serialize_ciphertext(server.rotate(server.rescale(server.mul(ct, ct)), 1))
+    close(keep.decrypt(keep.deserialize_ciphertext(out)), np.roll(x * x, -1))
+    # The server's engine shares the client's tag: the keys stay until both are gone.
+    tag = keep.engine.key_tag
+    del keep
+    gc.collect()
+    assert all(tag in m for m in _tags_in_maps())
+    del server, ct
+    gc.collect()
+    assert not any(tag in m for m in _tags_in_maps())
+
+
+def test_releases_do_not_disturb_contexts_computing_in_other_threads(x) -> None:
+    keep = HEContext.create(OpenFHEEngine, small_params(), [1])
+    ct = keep.encrypt(x)
+    want = np.roll(x * x, -1)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def compute() -> None:
+        while not stop.is_set():
+            try:
+                got = keep.decrypt(keep.rotate(keep.rescale(keep.mul(ct, ct)), 1))
+                if np.max(np.abs(got - want)) > ATOL:
+                    errors.append("wrong result")
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    workers = [threading.Thread(target=compute) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(6):
+            c = HEContext.create(OpenFHEEngine, small_params(), [1, 2])
+            del c
+            gc.collect()
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert not errors, errors[:3]
 
 
 def test_ciphertext_from_another_key_is_refused(ctx: HEContext, x) -> None:

@@ -43,6 +43,7 @@ RING_DIMS = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
 NO_COMPRESSION = "none"  # this build has zlib/zstd off; Pyfhel's default "zstd" silently means none
 
 _FORMAT = b"CFPYFHEL1"
+_SECTIONS = ("context", "public_key", "relin_key", "rotate_key", "secret_key")
 _SEAL_MAGIC = 0xA15E
 # SEAL 4.1 ciphertext layout: 16-byte header, parms_id (32), is_ntt_form (1), size (8),
 # poly_modulus_degree (8), then coeff_modulus_size (8): the primes left, i.e. level + 1.
@@ -118,6 +119,8 @@ def _unpack_sections(data: bytes) -> dict[str, bytes]:
         start = pos + 9 + n
         if start + size > len(data):
             raise ValueError(f"section {name!r} is truncated")
+        if name not in _SECTIONS or name in out:
+            raise ValueError(f"unknown or repeated section {name!r}")
         out[name] = data[start : start + size]
         pos = start + size
     return out
@@ -134,6 +137,35 @@ def seal_level(ct_bytes: bytes, depth: int) -> int:
     if not 1 <= primes <= depth + 1:
         raise ValueError(f"ciphertext has {primes} primes; this chain has levels 0..{depth}")
     return int(primes) - 1
+
+
+def galois_key_indices(key_bytes: bytes) -> set[int]:
+    """Which Galois keys an uncompressed SEAL `GaloisKeys` serialization holds, by SEAL's key
+    index (galois_elt - 1) / 2, read from its layout: SEAL header, parms_id, then a vector of
+    vectors of keys, each key a SEAL object with its own header and byte size. Pyfhel cannot
+    list its rotation keys, and a context must hold exactly the steps its header claims."""
+    head = struct.Struct("<HBBBBHQ")
+    magic, _, _, _, compr, _, size = head.unpack_from(key_bytes, 0)
+    if magic != _SEAL_MAGIC or compr != 0 or size != len(key_bytes):
+        raise ValueError("rotation keys are not an uncompressed SEAL object")
+    pos = head.size + 32  # the parms_id
+    (count,) = struct.unpack_from("<Q", key_bytes, pos)
+    if count > 1 << 17:
+        raise ValueError(f"rotation keys claim {count} slots")
+    pos, present = pos + 8, set()
+    for index in range(count):
+        (n,) = struct.unpack_from("<Q", key_bytes, pos)
+        pos += 8
+        if n:
+            present.add(index)
+        for _ in range(n):
+            magic, _, _, _, _, _, size = head.unpack_from(key_bytes, pos)
+            if magic != _SEAL_MAGIC or size < head.size or pos + size > len(key_bytes):
+                raise ValueError("malformed rotation key")
+            pos += size
+    if pos != len(key_bytes):
+        raise ValueError("trailing bytes after the rotation keys")
+    return present
 
 
 class PyfhelEngine(Engine):
@@ -223,8 +255,11 @@ class PyfhelEngine(Engine):
         return self._he.to_bytes_secret_key(NO_COMPRESSION)
 
     @classmethod
-    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "PyfhelEngine":
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int], *,
+                    public_only: bool = False) -> "PyfhelEngine":
         sections = _unpack_sections(bytes(data))
+        if public_only and "secret_key" in sections:
+            raise ValueError("context holds a secret key")
         he = _new_context(params)
         # Pyfhel's from_bytes_context trusts a length field in the bytes (a garbage length
         # allocates without bound), so rebuild the context from params and compare instead.
@@ -239,6 +274,9 @@ class PyfhelEngine(Engine):
         if steps and "rotate_key" not in sections:
             raise ValueError(f"serialized context lacks the rotation keys for steps {steps}")
         if "rotate_key" in sections:
+            want = {(pow(3, s, 2 * params.ring_dim) - 1) >> 1 for s in steps}
+            if galois_key_indices(sections["rotate_key"]) != want:
+                raise ValueError(f"serialized rotation keys are not those of steps {steps}")
             he.from_bytes_rotate_key(sections["rotate_key"])
         if "secret_key" in sections:
             he.from_bytes_secret_key(sections["secret_key"])

@@ -86,10 +86,15 @@ def _unpack_sections(data: bytes) -> dict[str, bytes]:
         key, blob = data[pos : pos + klen].decode(), data[pos + klen : pos + klen + blen]
         if len(blob) != blen:
             raise ValueError(f"truncated section {key!r}")
+        if key not in _SECTIONS or key in out:
+            raise ValueError(f"unknown or repeated section {key!r}")
         out[key], pos = blob, pos + klen + blen
     if pos != len(data):
         raise ValueError("trailing bytes after the last section")
     return out
+
+
+_SECTIONS = ("public_key", "relin_keys", "galois_keys", "secret_key")
 
 
 # ---- the engine ----------------------------------------------------------------------------
@@ -247,9 +252,16 @@ class TenSEALEngine(Engine):
         return _save(self._secret_key)
 
     @classmethod
-    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int]) -> "TenSEALEngine":
+    def deserialize(cls, data: bytes, params: CKKSParams, rotation_steps: Sequence[int], *,
+                    public_only: bool = False) -> "TenSEALEngine":
+        """SEAL validates every key against the context built from `params` (ring, chain,
+        parms_id); the Galois keys must be exactly those of `rotation_steps`."""
         s = _sealapi()
         sections = _unpack_sections(bytes(data))
+        if public_only and "secret_key" in sections:
+            raise ValueError("context holds a secret key")
+        if {"public_key", "relin_keys"} - sections.keys() or bool(rotation_steps) != ("galois_keys" in sections):
+            raise ValueError(f"context sections {sorted(sections)} do not match its rotation steps")
         ctx = _seal_context(params)
         pk = _load(s.PublicKey(), ctx, sections["public_key"])
         rk = _load(s.RelinKeys(), ctx, sections["relin_keys"])
@@ -257,8 +269,8 @@ class TenSEALEngine(Engine):
         if rotation_steps:
             _load(gk, ctx, sections["galois_keys"])
             missing = [k for k, e in zip(rotation_steps, _galois_elements(ctx, rotation_steps)) if not gk.has_key(e)]
-            if missing:
-                raise ValueError(f"serialized Galois keys lack steps {missing}")
+            if missing or gk.size() != len(rotation_steps):
+                raise ValueError(f"serialized Galois keys hold {gk.size()} keys, lack steps {missing}")
         sk = _load(s.SecretKey(), ctx, sections["secret_key"]) if "secret_key" in sections else None
         return cls(params, rotation_steps, _Keys(params, ctx, pk, rk, gk), sk)
 

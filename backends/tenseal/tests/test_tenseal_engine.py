@@ -120,7 +120,7 @@ def test_server_context_holds_no_secret(ctx: HEContext, x) -> None:
     blob = ctx.public().serialize()
     assert ctx.engine.secret_key_bytes() not in blob
     assert ctx.engine.secret_key_bytes() in ctx.serialize()
-    server = HEContext.deserialize(blob, TenSEALEngine)
+    server = HEContext.deserialize_public(blob, TenSEALEngine, mac_key=ctx.mac_key)
     assert server.engine._decryptor is None and server.engine._secret_key is None
     ct = server.deserialize_ciphertext(ctx.serialize_ciphertext(ctx.encrypt(x)))
     with pytest.raises(MissingSecretKeyError):
@@ -131,20 +131,19 @@ def test_server_context_holds_no_secret(ctx: HEContext, x) -> None:
 
 
 def test_client_context_round_trip(ctx: HEContext, x) -> None:
-    client = HEContext.deserialize(ctx.serialize(), TenSEALEngine)
+    client = HEContext.deserialize(ctx.serialize(), TenSEALEngine, mac_key=ctx.mac_key)
     assert client.has_secret_key and client.rotation_steps == ctx.rotation_steps
     close(client.decrypt(client.deserialize_ciphertext(ctx.serialize_ciphertext(ctx.encrypt(x)))), x)
     close(ctx.decrypt(ctx.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(x)))), x)
 
 
 def test_garbage_context_is_refused(ctx: HEContext) -> None:
-    from cryptoface import backend as be
+    from cryptoface import wire
 
-    meta, payload = be.unpack(ctx.public().serialize(), b"CFCX")
-    meta.pop("sha256")
+    meta, payload = wire.unseal(ctx.public().serialize(), "context", ctx.mac_key)
     for bad in (payload[: len(payload) // 2], payload[:40] + b"\x00" * 400, b"\x01\x00\x00\x00" + b"\xff" * 64):
         with pytest.raises(SerializationError, match="cannot load tenseal context"):
-            HEContext.deserialize(be._pack(b"CFCX", meta, bad), TenSEALEngine)
+            HEContext.deserialize_public(wire.seal("context", meta, bad, ctx.mac_key), TenSEALEngine, mac_key=ctx.mac_key)
 
 
 def test_ring_dim_beyond_seal_128_table_is_refused() -> None:
@@ -160,8 +159,8 @@ def test_client_sends_seeded_keys() -> None:
     client = HEContext.create(TenSEALEngine, PARAMS, [1, 2, 3])
     assert client.engine._keys._galois_keys is None
     wire = client.public().serialize()
-    server = HEContext.deserialize(wire, TenSEALEngine)
+    server = HEContext.deserialize_public(wire, TenSEALEngine, mac_key=client.mac_key)
     assert len(wire) < 0.7 * len(server.serialize())
-    again = HEContext.deserialize(server.serialize(), TenSEALEngine)  # expanded form loads too
+    again = HEContext.deserialize_public(server.serialize(), TenSEALEngine, mac_key=client.mac_key)  # expanded form loads too
     ct = again.rotate(again.deserialize_ciphertext(client.serialize_ciphertext(client.encrypt(np.arange(16.0)))), 3)
     close(client.decrypt(client.deserialize_ciphertext(again.serialize_ciphertext(ct))), np.roll(np.arange(16.0), -3))
