@@ -5,7 +5,7 @@ A program file is a zip archive (format "cryptoface-program", version `FORMAT_VE
     program.json      {"format", "version", "program_hash", "backend",
                        "model": {"name", "sha256", "meta"},
                        "program": {"params", "rotation_steps", "compose_rotations", "inputs",
-                                   "outputs", "model_inputs", "sections", "report"},
+                                   "outputs", "model_inputs", "sections", "report", "bounds"},
                        "constants": {key: {"recipe", "period", "start", "end"}}}
     positions.npy     the constants (`constants.encode_constants`): non-zero positions,
     value_index.npy   index into the distinct values,
@@ -62,6 +62,7 @@ def program_to_dict(p: HEProgram) -> dict:
             for s in p.sections
         ],
         "report": p.report,
+        "bounds": p.bounds,
     }
 
 
@@ -230,6 +231,7 @@ def load_program(path: str | Path, backend: str | None = None, model_sha256: str
             inputs=dict(p["inputs"]), outputs=dict(p["outputs"]), report=dict(p["report"]),
             backend=doc["backend"], model=ModelRecord(str(m["name"]), m["sha256"], dict(m["meta"]), onnx),
             model_inputs={k: tuple(int(d) for d in v) for k, v in p["model_inputs"].items()},
+            bounds={str(k): float(v) for k, v in p["bounds"].items()},
         )
         _check_program(program)
     except SerializationError:

@@ -95,6 +95,7 @@ def test_loaded_program_is_the_compiled_one(saved):
     assert p.params == cm.params and p.rotation_steps == cm.program.rotation_steps and p.backend == "simulator"
     assert [s.instrs for s in p.sections] == [s.instrs for s in cm.program.sections]
     assert p.inputs == json.loads(json.dumps(cm.program.inputs)) and p.model_inputs == cm.program.model_inputs
+    assert p.bounds == cm.program.bounds and p.bounds  # the runtime's value checks travel too
     assert set(p.constants.recipes) == set(cm.program.constants.recipes)
     for key in cm.program.constants.recipes:  # bit for bit
         assert np.array_equal(p.constants.get(key), cm.program.constants.get(key)), key
