@@ -34,6 +34,10 @@ class InvalidInputError(CryptofaceError):
     """Values that cannot be encrypted: too long, NaN/inf, too large for the modulus."""
 
 
+class ValueBoundError(InvalidInputError):
+    """A value outgrew the bound the compiler planned for it (seen where values are visible)."""
+
+
 class ContextMismatchError(CryptofaceError):
     """Operands from different key sets or different backends were combined."""
 
