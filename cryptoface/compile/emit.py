@@ -2,9 +2,9 @@
 
 Reads the level pass's decisions (`LevelAssignment`): every operand is mod-switched to the
 level its op runs at, every multiplication is rescaled at once, and a bootstrapped value is
-prescaled into [-1, 1] (x 1/B, one level), bootstrapped, and scaled back (x B, one level).
-B comes from calibration: the largest magnitude the value takes on the calibration inputs,
-with a margin, rounded up to a power of two.
+prescaled into the bootstrap's input range (x 1/B, one level), bootstrapped, and scaled back
+(x B, one level). B comes from the bounds pass (`bounds.prescale`): the largest magnitude the
+value takes on the calibration inputs, with a margin, rounded up to a power of two.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class SectionEmitter:
         raise CompileError(f"no lowering for packed op kind {k!r} ({name!r})")
 
     def bootstrap(self, op: PackedOp, value: str) -> str:
-        """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside [-1, 1]."""
+        """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside its range."""
         bound = self.bounds.get(op.name)
         if bound is None:
             raise CompileError(f"no calibration bound for bootstrapped value {op.name!r}")
@@ -132,8 +132,3 @@ class SectionEmitter:
         if target < self.levels.available[n]:
             out = self._emit(Instr("mod_switch", f"{n}.postms", (out,), level=target))
         return out
-
-
-def bootstrap_bound(max_abs: float) -> float:
-    """A power of two at least 1.5x the calibrated magnitude (never below 1)."""
-    return float(2 ** max(0, int(np.ceil(np.log2(max(1.0, 1.5 * max_abs))))))
