@@ -161,7 +161,7 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
         console.print(f"   plan: N={rep['ring_dim']}, depth {rep['depth']}, {_security(rep)}, "
                       f"{rep['bootstraps']} bootstraps, {rep['rotations']} rotations, {rep['rotation_keys']} rotation keys")
         image = bundle.preprocess(face_image)
-        emb, res, keys_s = _client_server_inference(cm, engine, image)
+        emb, res, keys_s = _client_server_inference(cm.program, engine, image)
         console.print(f"   client: keys in {keys_s:.1f} s; encrypted {len(cm.partitions)} patches")
         console.print(f"   server: encrypted inference in {res.wall_seconds:.1f} s, patch networks in parallel")
         ref_emb = cm.reference(image)
@@ -182,15 +182,30 @@ def _compile(model: str, backend: Optional[str], config_path: Optional[Path], in
     from .compile.pipeline import CompileOptions, compile_model
 
     if cfg.insecure_test_params:
-        err_console.print(Text(f"WARNING: INSECURE TEST PARAMETERS ({cfg.insecure_source}): encryption may be "
-                               "below 128-bit security. For tests only.", style="bold red reverse"), soft_wrap=True)
+        _insecure_banner(cfg.insecure_source)
     bundle = load_bundle(model)
     engine = get_plugins().get(cfg.backend)
     opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=cfg.insecure_test_params)
     return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
 
 
-def _client_server_inference(cm, engine, image, executor: str = "auto"):
+def _insecure_banner(source: str) -> None:
+    err_console.print(Text(f"WARNING: INSECURE TEST PARAMETERS ({source}): encryption may be "
+                           "below 128-bit security. For tests only.", style="bold red reverse"), soft_wrap=True)
+
+
+def _load_program_file(path: str, backend: Optional[str], insecure: bool):
+    """The program and its engine, without the compiler; -b, when given, must match the file."""
+    from .plugins import get_plugins
+    from .program import load_program
+
+    program = load_program(path, backend=backend, allow_insecure=insecure)
+    if program.params.insecure_test_params:
+        _insecure_banner(f"program file {path}")
+    return program, get_plugins().get(program.backend)
+
+
+def _client_server_inference(program, engine, image, executor: str = "auto"):
     """The protocol in one process: the client makes keys and encrypts; the server gets only
     the evaluation context's bytes and the ciphertexts' bytes; the client decrypts the reply.
     Returns (embedding, run result, seconds spent on keys)."""
@@ -200,16 +215,16 @@ def _client_server_inference(cm, engine, image, executor: str = "auto"):
     from .runtime.executors import get_executor, run_program
 
     t0 = time.perf_counter()
-    client = cm.create_context(engine)
+    client = program.create_context(engine)
     # In one process the loader's insecure opt-in is the client's own (explicit, warned) flag.
     server = HEContext.deserialize_public(client.public().serialize(), engine, mac_key=client.mac_key,
                                           allow_insecure=client.params.insecure_test_params)
     keys_s = time.perf_counter() - t0
-    wire = {k: client.serialize_ciphertext(v) for k, v in cm.encrypt(client, image).items()}
-    res = run_program(server, cm.program, {k: server.deserialize_ciphertext(v) for k, v in wire.items()},
+    wire = {k: client.serialize_ciphertext(v) for k, v in program.encrypt(client, image).items()}
+    res = run_program(server, program, {k: server.deserialize_ciphertext(v) for k, v in wire.items()},
                       get_executor(executor, backend=engine.name), progress=True)
-    reply = server.serialize_ciphertext(res.outputs[cm.graph.outputs[0]])
-    return cm.decode(client.decrypt(client.deserialize_ciphertext(reply))), res, keys_s
+    reply = server.serialize_ciphertext(res.outputs[program.output_name])
+    return program.decode(client.decrypt(client.deserialize_ciphertext(reply))), res, keys_s
 
 
 @app.command()
@@ -251,9 +266,30 @@ def plan(
     console.print(table)
 
 
+@app.command("compile")
+def compile_program(
+    model: str = typer.Argument(..., help="small, cryptofacenet4, or a path to an .onnx file."),
+    backend: Optional[str] = BackendOpt,
+    config_path: Optional[Path] = ConfigOpt,
+    output: Path = typer.Option(..., "--output", "-o", help="The program file to write (e.g. small-tenseal.cfp)."),
+    insecure: bool = InsecureOpt,
+) -> None:
+    """Compile a model for a backend once and write the program file that `infer` and a server
+    run without the compiler (versioned; tied to the backend and the model's SHA-256)."""
+    try:
+        _, _, cm = _compile(model, backend, config_path, insecure)
+        digest = cm.program.save(output)
+    except CryptofaceError as exc:
+        _fail(exc)
+    rep = cm.program.report
+    console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB): {model} for {rep['backend']}, "
+                  f"N={rep['ring_dim']}, depth {rep['depth']}, {_security(rep)}, {rep['rotation_keys']} rotation keys")
+    console.print(f"program sha256 {digest}, model sha256 {cm.program.model.sha256}")
+
+
 @app.command()
 def infer(
-    model: str = typer.Argument(..., help="small, cryptofacenet4, or a path to an .onnx file."),
+    model: str = typer.Argument(..., help="small, cryptofacenet4, a path to an .onnx file, or a program file (cryptoface compile -o)."),
     image: str = typer.Option("orl:0", help="An image file (.png/.jpg, .npy; pixels 0..255), or orl:INDEX for a shipped ORL face."),
     backend: Optional[str] = BackendOpt,
     config_path: Optional[Path] = ConfigOpt,
@@ -261,7 +297,10 @@ def infer(
     executor: str = typer.Option("auto", help="auto, serial, threads or processes (patch networks in parallel)."),
     insecure: bool = InsecureOpt,
 ) -> None:
-    """One encrypted inference: the client encrypts, the server computes with evaluation keys only."""
+    """One encrypted inference: the client encrypts, the server computes with evaluation keys only.
+
+    Given a program file, nothing is compiled: the file has the program, the client's packing
+    and preprocessing, and the model for --check."""
     import numpy as np
 
     from .models import load_bundle
@@ -269,12 +308,21 @@ def infer(
     from .runtime.executors import get_executor
 
     try:
-        x = load_bundle(model).preprocess(load_image(image))  # a bad image fails before the slow compile
+        from .program import is_program_file
+
+        if is_program_file(model):
+            program, engine = _load_program_file(model, backend, insecure)
+            bundle, reference = program.model.bundle(), program.model.reference
+        else:
+            bundle = load_bundle(model)
+        x = bundle.preprocess(load_image(image))  # a bad image fails before the slow compile
         if executor != "auto":
             get_executor(executor)  # an unknown name fails before the compile too
-        _, engine, cm = _compile(model, backend, config_path, insecure)
-        console.print(f"plan: N={cm.params.ring_dim}, depth {cm.params.depth}, {_security(cm.program.report)}")
-        emb, res, keys_s = _client_server_inference(cm, engine, x, executor)
+        if not is_program_file(model):
+            _, engine, cm = _compile(model, backend, config_path, insecure)
+            program, reference = cm.program, cm.reference
+        console.print(f"plan: N={program.params.ring_dim}, depth {program.params.depth}, {_security(program.report)}")
+        emb, res, keys_s = _client_server_inference(program, engine, x, executor)
         console.print(f"keys: {keys_s:.1f} s")
     except CryptofaceError as exc:
         _fail(exc)
@@ -282,7 +330,10 @@ def infer(
                   f"({res.profile.primitive_seconds:.1f} s inside backend primitives)")
     console.print(f"embedding[:6] = {np.array2string(emb[:6], precision=4)}")
     if check:
-        ref = cm.reference(x)
+        try:
+            ref = reference(x)
+        except CryptofaceError as exc:
+            _fail(exc)
         cos = float(emb @ ref / (np.linalg.norm(emb) * np.linalg.norm(ref)))
         console.print(f"reference[:6] = {np.array2string(ref[:6], precision=4)}")
         console.print(f"max abs error {np.max(np.abs(emb - ref)):.3e}, cosine similarity {cos:.8f}")
@@ -343,8 +394,8 @@ def bench_primitives(
 
 @bench_app.command("inference")
 def bench_inference(
-    model: str = typer.Option("small", help="small, cryptofacenet4, or a path to an .onnx file."),
-    backend: str = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available real backend)."),
+    model: str = typer.Option("small", help="small, cryptofacenet4, a path to an .onnx file, or a program file (not recompiled)."),
+    backend: str = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available real backend; a program file's own)."),
     executor: str = typer.Option("serial", help="serial (the overhead ratio is meaningful only here), threads, processes or auto."),
     json_out: Path = typer.Option(Path("bench-inference.json"), "--json", help="Where to write the JSON results."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the Markdown table into this file (between markers)."),
@@ -352,8 +403,10 @@ def bench_inference(
     """One encrypted inference per backend: time, memory, keys, error, overhead."""
     from .bench.inference import run_isolated, to_markdown
 
+    from .program import is_program_file, load_program
+
     try:
-        names = _bench_backends(backend)
+        names = [load_program(model).backend] if is_program_file(model) and backend == "all" else _bench_backends(backend)
     except CryptofaceError as exc:
         _fail(exc)
     rows = []

@@ -1,6 +1,7 @@
 """`cryptoface bench inference`: one encrypted inference per backend, with every figure.
 
-Each backend runs in its own subprocess so that its peak RSS is its own. Inside it: compile,
+Each backend runs in its own subprocess so that its peak RSS is its own. Inside it: compile (or
+load a program file from `cryptoface compile`, then `compile_seconds` is the load time),
 key generation, client encryption, the server's run on an evaluation context loaded from
 bytes, decryption, and comparison with the numpy reference of the same IR. The framework
 overhead ratio is wall time of the server run over the time spent inside backend primitives,
@@ -17,9 +18,9 @@ import time
 
 import numpy as np
 
-from ..compile.pipeline import CompileOptions, compile_model
 from ..models import load_bundle
 from ..plugins import get_plugins
+from ..program import is_program_file, load_program
 from ..runtime.executors import get_executor, run_program
 
 
@@ -31,15 +32,22 @@ def face(bundle, index: int = 0) -> np.ndarray:
 
 
 def run_one(model: str, backend: str, executor: str = "serial", image_index: int = 0, progress: bool = False) -> dict:
-    bundle = load_bundle(model)
     engine = get_plugins().get(backend)
     t0 = time.perf_counter()
-    cm = compile_model(bundle.onnx_path, engine, CompileOptions(calibration=bundle.calibration_images()))
+    if is_program_file(model):  # compiled once before: load, do not recompile
+        program = load_program(model, backend=backend)
+        bundle, reference = program.model.bundle(), program.model.reference
+    else:
+        from ..compile.pipeline import CompileOptions, compile_model
+
+        bundle = load_bundle(model)
+        cm = compile_model(bundle.onnx_path, engine, CompileOptions(calibration=bundle.calibration_images()))
+        program, reference = cm.program, cm.reference
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    client = cm.create_context(engine)
+    client = program.create_context(engine)
     keygen_s = time.perf_counter() - t0
-    predicted = cm.program.report["key_memory_bytes"]
+    predicted = program.report["key_memory_bytes"]
     if predicted < 2 * 2**30:  # the server really loads its keys from bytes
         eval_bytes = len(blob := client.public().serialize())
         server = type(client).deserialize_public(blob, engine, mac_key=client.mac_key,
@@ -49,16 +57,16 @@ def run_one(model: str, backend: str, executor: str = "serial", image_index: int
         eval_bytes, server = None, client.public()
     image = face(bundle, image_index)
     t0 = time.perf_counter()
-    cts = cm.encrypt(client, image)
+    cts = program.encrypt(client, image)
     wire = {k: client.serialize_ciphertext(v) for k, v in cts.items()}
     encrypt_s = time.perf_counter() - t0
     inputs = {k: server.deserialize_ciphertext(v) for k, v in wire.items()}
-    res = run_program(server, cm.program, inputs, get_executor(executor, backend=backend), progress=progress)
+    res = run_program(server, program, inputs, get_executor(executor, backend=backend), progress=progress)
     out_ct = next(iter(res.outputs.values()))
     out_bytes = server.serialize_ciphertext(out_ct)
-    emb = cm.decode(client.decrypt(client.deserialize_ciphertext(out_bytes)))
-    ref = cm.reference(image)
-    rep = {k: v for k, v in cm.program.report.items() if k != "layers"}
+    emb = program.decode(client.decrypt(client.deserialize_ciphertext(out_bytes)))
+    ref = reference(image)
+    rep = {k: v for k, v in program.report.items() if k != "layers"}
     return {
         "model": model, "backend": backend, "executor": executor,
         "ring_dim": rep["ring_dim"], "depth": rep["depth"], "scale_bits": rep["scale_bits"],
@@ -68,6 +76,7 @@ def run_one(model: str, backend: str, executor: str = "serial", image_index: int
         "predicted_key_memory_bytes": rep["key_memory_bytes"],
         "evaluation_context_bytes": eval_bytes,
         "input_ciphertext_bytes": sum(len(v) for v in wire.values()), "output_ciphertext_bytes": len(out_bytes),
+        "program_file": is_program_file(model),  # then compile_seconds is the time to load it
         "compile_seconds": compile_s, "keygen_seconds": keygen_s, "encrypt_seconds": encrypt_s,
         "inference_seconds": res.wall_seconds, "primitive_seconds": res.profile.primitive_seconds,
         "constant_seconds": res.profile.constant_seconds, "overhead_ratio": res.overhead_ratio,

@@ -7,7 +7,7 @@ compiler.
 """
 
 from .constants import ConstantTable
-from .file import FORMAT_VERSION, load_program, save_program
+from .file import FORMAT_VERSION, is_program_file, load_program, save_program
 from .instructions import OPS, Instr, Section, rotated_name
 from .layout import Layout, LayoutError
 from .model import ModelRecord
@@ -15,5 +15,5 @@ from .program import HEProgram
 
 __all__ = [
     "FORMAT_VERSION", "OPS", "ConstantTable", "HEProgram", "Instr", "Layout", "LayoutError", "ModelRecord",
-    "Section", "load_program", "rotated_name", "save_program",
+    "Section", "is_program_file", "load_program", "rotated_name", "save_program",
 ]

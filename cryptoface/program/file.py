@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CryptofaceError, ConfigError, ProgramMismatchError, SerializationError
+from ..errors import ConfigError, CryptofaceError, InsecureParametersError, ProgramMismatchError, SerializationError
 from ..params import CKKSParams
 from .constants import StoredConstants, encode_constants
 from .instructions import OPS, Instr, Section
@@ -155,6 +155,12 @@ def save_program(program: HEProgram, path: str | Path) -> str:
 
 
 # ---- load ------------------------------------------------------------------------------------
+def is_program_file(name: str | Path) -> bool:
+    """Whether a model argument names a program file rather than a model name or an .onnx file."""
+    p = Path(name)
+    return p.suffix != ".onnx" and p.is_file()
+
+
 def _read(zf: zipfile.ZipFile, name: str, path: Path) -> bytes:
     try:
         return zf.read(name)
@@ -199,8 +205,11 @@ def _check_header(doc: Any, path: Path, backend: str | None, model_sha256: str |
                                    f"not the expected model (sha256 {model_sha256[:12]}...)")
 
 
-def load_program(path: str | Path, backend: str | None = None, model_sha256: str | None = None) -> HEProgram:
-    """Read a program file. `backend`/`model_sha256`, when given, must be what it was compiled for."""
+def load_program(path: str | Path, backend: str | None = None, model_sha256: str | None = None,
+                 allow_insecure: bool = False) -> HEProgram:
+    """Read a program file. `backend`/`model_sha256`, when given, must be what it was compiled
+    for. A program compiled with insecure test parameters loads only with `allow_insecure`:
+    the flag inside a file is not the explicit opt-in it needs."""
     path = Path(path)
     try:
         zf = zipfile.ZipFile(path)
@@ -238,4 +247,7 @@ def load_program(path: str | Path, backend: str | None = None, model_sha256: str
         raise
     except (CryptofaceError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise SerializationError(f"{path}: malformed program ({type(exc).__name__}: {exc})") from exc
+    if program.params.insecure_test_params and not allow_insecure:
+        raise InsecureParametersError(f"{path} was compiled with insecure test parameters (below 128-bit security): "
+                                      "load it only with the explicit opt-in (--insecure-test-params)")
     return program

@@ -114,11 +114,12 @@ class HEProgram:
         return save_program(self, path)
 
     @staticmethod
-    def load(path: str | Path, backend: str | None = None, model_sha256: str | None = None) -> "HEProgram":
+    def load(path: str | Path, backend: str | None = None, model_sha256: str | None = None,
+             allow_insecure: bool = False) -> "HEProgram":
         """Read a program file, refusing one for another backend or model (when given)."""
         from .file import load_program
 
-        return load_program(path, backend, model_sha256)
+        return load_program(path, backend, model_sha256, allow_insecure)
 
     def to_json(self) -> str:
         """The instructions and constant recipes as JSON (the constants' data is not in it)."""

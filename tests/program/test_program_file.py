@@ -225,3 +225,21 @@ def test_program_from_an_in_memory_graph_cannot_be_saved(tmp_path):
     cm = compile_model(proto, SimulatorEngine)
     cm.program.save(tmp_path / "x.cfp")
     assert load_program(tmp_path / "x.cfp").model.sha256 == hashlib.sha256(proto.SerializeToString()).hexdigest()
+
+
+def test_program_with_insecure_parameters_needs_the_explicit_opt_in(tmp_path):
+    import importlib.util
+
+    from cryptoface.errors import InsecureParametersError
+    from cryptoface.simulator import SimulatorEngine
+
+    spec = importlib.util.spec_from_file_location("ir_models", Path(__file__).parents[1] / "ir" / "ir_models.py")
+    ir_models = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ir_models)
+    proto = ir_models.tiny_cryptofacenet(patches_per_side=2, patch=8, channels=4, dim=6)
+    cm = compile_model(proto, SimulatorEngine, CompileOptions(insecure_test_params=True, ring_dim=2048))
+    assert cm.params.insecure_test_params
+    cm.program.save(tmp_path / "weak.cfp")
+    with pytest.raises(InsecureParametersError, match="insecure test parameters"):
+        load_program(tmp_path / "weak.cfp")
+    assert load_program(tmp_path / "weak.cfp", allow_insecure=True).params == cm.params
