@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 from .errors import BackendUnavailableError, ConfigError
+from .hooks import hookimpl, hookspec
 
 if TYPE_CHECKING:
     from .backend import Capabilities, Engine
 
 ENTRY_POINT_GROUP = "cryptoface.backends"
-hookspec = pluggy.HookspecMarker("cryptoface")
-hookimpl = pluggy.HookimplMarker("cryptoface")
+__all__ = ["hookimpl", "hookspec", "get_plugins"]  # plugins import `hookimpl` from here
 
 
 class BackendHookSpecs:

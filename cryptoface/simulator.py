@@ -49,7 +49,7 @@ from .backend import Capabilities, Engine
 from .ckks_model import Embedding, ModulusChain, eval_mod, wrap
 from .errors import MissingSecretKeyError
 from .params import HE_STD_128_MAX_LOG_QP, CKKSParams
-from .plugins import hookimpl
+from .hooks import hookimpl
 from .wire import parse_json
 
 SIGMA = 3.2
