@@ -17,6 +17,7 @@ import pytest
 @pytest.mark.parametrize("module, forbidden", [
     ("cryptoface.runtime.executors", "cryptoface.compile"),
     ("cryptoface.runtime.interpreter", "cryptoface.compile"),
+    ("cryptoface.runtime.onnx_runner", "cryptoface.compile"),
     ("cryptoface.program", "cryptoface.compile"),
     ("cryptoface.simulator", "cryptoface.plugins"),
 ])

@@ -12,17 +12,18 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from cryptoface.compile.onnx_runner import register_encrypted_runners
+from cryptoface.compile.pipeline import compile_model
 from cryptoface.errors import CryptofaceError
 from cryptoface.ir.onnx_backend import CryptofaceBackend
 from cryptoface.ir.onnx_conformance import classify, node_cases, primary_op
+from cryptoface.runtime.onnx_runner import register_encrypted_runners
 
 # CKKS is approximate: absolute error relative to the output's magnitude.
 RTOL = 1e-3
 
 
 def run_encrypted(mode: str) -> dict[str, Counter]:
-    register_encrypted_runners()
+    register_encrypted_runners(lambda graph, engine: compile_model(graph, engine).program)
     per_op: dict[str, Counter] = defaultdict(Counter)
     wrong = []
     for case in node_cases():

@@ -1,0 +1,46 @@
+"""Encrypted execution of any importable ONNX graph, for `onnx.backend` and its node tests.
+
+`register_encrypted_runners(compile_program)` adds a mode "encrypted:<backend>" per available
+backend to `cryptoface.ir.onnx_backend`: the graph is compiled for that backend by the
+function given (`(graph, engine) -> HEProgram`, e.g. `compile_model(g, e).program`: the
+runtime never imports the compiler itself), the inputs encrypted, the program run on the
+evaluation context and the output decrypted. Inputs are assumed to be of moderate magnitude
+(the node tests draw them from a normal distribution).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+
+from ..backend import Engine
+from ..ir.graph import Graph
+from ..ir.onnx_backend import register_runner
+from ..plugins import get_plugins
+from ..program import HEProgram
+from .executors import run_program
+
+CompileProgram = Callable[[Graph, "type[Engine]"], HEProgram]
+
+
+def encrypted_runner(backend: str, compile_program: CompileProgram):
+    def run(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        engine = get_plugins().get(backend)
+        program = compile_program(graph, engine)
+        ctx = program.create_context(engine)
+        res = run_program(ctx.public(), program, program.encrypt(ctx, **{k: inputs[k] for k in graph.inputs}))
+        out = program.decode(ctx.decrypt(res.outputs[program.output_name]))
+        return {graph.outputs[0]: out.reshape(graph.shape(graph.outputs[0]))}
+
+    return run
+
+
+def register_encrypted_runners(compile_program: CompileProgram) -> list[str]:
+    modes = []
+    for info in get_plugins().backends():
+        if info.available:
+            mode = f"encrypted:{info.name}"
+            register_runner(mode, encrypted_runner(info.name, compile_program))
+            modes.append(mode)
+    return modes
