@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import CompileError
 from ..ir.graph import Graph, Node
 from ..program.layout import Layout
-from .linear_transform import LinearMap, LinearTransformPlan, avgpool_map, conv2d_map, gemm_map, global_avgpool_map, plan_linear_transform
+from .linear_maps import LinearMap, avgpool_map, conv2d_map, gemm_map, global_avgpool_map
+from .linear_transform import LinearTransformPlan, plan_linear_transform
 
 
 @dataclass

@@ -12,7 +12,7 @@ Two layouts cover CryptoFaceNet:
   With k = 1 this is the plain channel-major layout. A stride-2 layer doubles k and halves
   H and W, so the big image keeps its size and the slots stay dense: the extra channels
   fill the holes subsampling leaves. That is why convolutions write straight into the
-  gap-doubled layout (see `compile.linear_transform.conv2d_map`).
+  gap-doubled layout (see `compile.linear_maps.conv2d_map`).
 - **flat** for 1-D tensors (feature vectors): slot i holds element i.
 
 A layout describes one copy starting at slot 0. Linear transforms evaluated in "hybrid"

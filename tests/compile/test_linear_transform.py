@@ -19,16 +19,9 @@ from hypothesis import strategies as st
 
 from cryptoface.backend import HEContext
 from cryptoface.program.layout import Layout, LayoutError
-from cryptoface.compile.linear_transform import (
-    LinearMap,
-    avgpool_map,
-    conv2d_map,
-    format_count_table,
-    gemm_map,
-    global_avgpool_map,
-    pcnn_count_table,
-    plan_linear_transform,
-)
+from cryptoface.compile.count_table import format_count_table, pcnn_count_table
+from cryptoface.compile.linear_maps import LinearMap, avgpool_map, conv2d_map, gemm_map, global_avgpool_map
+from cryptoface.compile.linear_transform import plan_linear_transform
 from cryptoface.compile.mpcnn import CRYPTOFACENET_PCNN_CONVS, mpcnn_conv_counts
 from cryptoface.params import CKKSParams, next_pow2
 from cryptoface.simulator import SimulatorEngine
