@@ -20,6 +20,7 @@ Why it looks the way it does:
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import logging
@@ -44,6 +45,7 @@ from cryptoface.params import CKKSParams
 from cryptoface.plugins import hookimpl
 from cryptoface.wire import parse_json
 
+from . import planning
 from .blob import pack_parts, unpack_parts
 from .keymaps import KeyMaps
 from .parse_worker import CONTEXT_PARTS, ParseWorker
@@ -87,15 +89,14 @@ def _ciphertext_worker() -> ParseWorker:
     with _CT_WORKER_LOCK:
         if not _CT_WORKER:
             _CT_WORKER.append(ParseWorker())
+            atexit.register(_CT_WORKER[0].close)
         return _CT_WORKER[0]
 
 
 # ---- parameters -----------------------------------------------------------------------------------
 
 
-def _chain_depth(params: CKKSParams) -> int:
-    """OpenFHE's multiplicative depth: the contract's depth, plus the hidden bootstrap prime."""
-    return params.depth + (1 if params.bootstrap is not None else 0)
+_chain_depth = planning.chain_depth
 
 
 def _make_context(params: CKKSParams, num_large_digits: int | None = None) -> tuple[Any, int]:
@@ -239,18 +240,37 @@ class OpenFHEEngine(Engine):
         )
 
     @classmethod
-    def bootstrap_depth(cls, level_budget: tuple[int, int], params: CKKSParams) -> int:
+    def bootstrap_depth(cls, level_budget: tuple[int, int], params: CKKSParams | None = None) -> int:
+        """Levels one bootstrap pass consumes (a second iteration costs one more)."""
         o = _ofhe()
         return int(o.CryptoContext.GetBootstrapDepth(list(level_budget), o.UNIFORM_TERNARY))
 
     @classmethod
+    def bootstrap_options(cls, ring_dim: int, slots: int) -> list:
+        return planning.bootstrap_options(ring_dim, slots, cls.bootstrap_depth)
+
+    @classmethod
+    def max_depth(cls, ring_dim: int, scale_bits: int, first_mod_bits: int) -> int:
+        bound = OPENFHE_MAX_LOG_QP_128.get(ring_dim, 0)
+        return planning.max_chain(bound, scale_bits, first_mod_bits)
+
+    @classmethod
+    def key_switch_key_bytes(cls, params: CKKSParams) -> int:
+        bound = OPENFHE_MAX_LOG_QP_128.get(params.ring_dim, 10**6)
+        return planning.key_switch_key_bytes(params, bound)
+
+    @classmethod
+    def scale_errors(cls, params: CKKSParams) -> list[float]:
+        return planning.scale_errors(params)
+
+    @classmethod
     def refuses(cls, params: CKKSParams) -> str | None:
-        """OpenFHE enforces its own 128-bit table on log Q plus its hybrid P: ask it. And its
-        bootstrap at N >= 2^16 needs a scale close to q0 (measured: 50 bits fails with "degree
-        10 > correction factor 8", 59 bits with a 60-bit q0 works)."""
-        if params.bootstrap is not None and params.ring_dim >= 65536 and params.first_mod_bits - params.scale_bits > 1:
-            return (f"OpenFHE cannot bootstrap at N={params.ring_dim} with a {params.scale_bits}-bit scale and "
-                    f"{params.first_mod_bits}-bit q0 (its correction factor); use scale_bits = first_mod_bits - 1")
+        """OpenFHE enforces its own 128-bit table on log Q plus its hybrid P: ask it. Its
+        FIXEDMANUAL bootstrap needs q0 / scale within its correction factor (7 to 13 by ring and
+        slots: "degree 10 > correction factor 9" at N=2^12; 7 is always accepted)."""
+        if params.bootstrap is not None and params.first_mod_bits - params.scale_bits > 7:
+            return (f"OpenFHE cannot bootstrap with a {params.scale_bits}-bit scale and a {params.first_mod_bits}-bit "
+                    "q0: the gap exceeds its correction factor; see OpenFHEEngine.bootstrap_options")
         try:
             _make_context(params)
         except (InsecureParametersError, ParameterError) as exc:
@@ -283,11 +303,14 @@ class OpenFHEEngine(Engine):
     def _check_bootstrap(cls, params: CKKSParams) -> None:
         if params.bootstrap is None:
             return
-        true = cls.bootstrap_depth(params.bootstrap.level_budget, params)
-        if params.bootstrap.depth != true:
+        b = params.bootstrap
+        if b.iterations not in planning.BOOT_PRECISION_BITS:
+            raise ParameterError(f"OpenFHE bootstraps in 1 or 2 iterations, not {b.iterations}")
+        true = cls.bootstrap_depth(b.level_budget, params) + b.iterations - 1
+        if b.depth != true:
             raise ParameterError(
-                f"params.bootstrap.depth is {params.bootstrap.depth}, but OpenFHE's bootstrap with level "
-                f"budget {tuple(params.bootstrap.level_budget)} consumes {true} levels"
+                f"params.bootstrap.depth is {b.depth}, but OpenFHE's bootstrap with level "
+                f"budget {tuple(b.level_budget)} and {b.iterations} iteration(s) consumes {true} levels"
             )
 
     def public(self) -> "OpenFHEEngine":
@@ -458,7 +481,11 @@ class OpenFHEEngine(Engine):
             # Nothing to refresh: OpenFHE would return it unchanged; give the contract's level.
             return self.mod_switch_to(ct, target) if self.level(ct) > target else ct
         with _KEY_MAPS.evaluating():
-            out = self.cc.EvalBootstrap(ct)
+            if p.bootstrap.iterations > 1:  # the second pass corrects the first's error
+                first_bits = int(planning.BOOT_PRECISION_BITS[1])
+                out = self.cc.EvalBootstrap(ct, p.bootstrap.iterations, first_bits)
+            else:
+                out = self.cc.EvalBootstrap(ct)
         if out.GetNoiseScaleDeg() == 2:  # FIXEDMANUAL leaves the last rescale to the caller
             out = self.cc.Rescale(out)
         if self.level(out) != target:

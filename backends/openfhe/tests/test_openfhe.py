@@ -407,3 +407,17 @@ def test_security_table_is_what_openfhe_enforces() -> None:
 
     for n, bound in OPENFHE_MAX_LOG_QP_128.items():
         assert accepted(n, bound) and not accepted(n, bound + 1), n
+
+
+def test_a_release_waits_for_running_evaluations() -> None:
+    """Keys are never taken out of the maps under a running evaluation: the release is deferred."""
+    from cryptoface_openfhe import _KEY_MAPS
+
+    c = HEContext.create(OpenFHEEngine, small_params(), [1])
+    tag = c.engine.key_tag
+    with _KEY_MAPS.evaluating():  # as a rotation in another thread would
+        del c
+        gc.collect()
+        assert all(tag in m for m in _tags_in_maps()), "keys removed while an evaluation held the maps"
+    HEContext.create(OpenFHEEngine, small_params(), [1])  # the next change of the maps runs the release
+    assert not any(tag in m for m in _tags_in_maps())
