@@ -40,6 +40,15 @@ RANDOM_DRAWS = 4
 _CHEAP_CONSTANTS = ("fill", "channel", "zeros")
 
 
+def calibration_feeds(graph: Graph, calibration: Iterable[np.ndarray | Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """Calibration inputs as feeds: an array is the first input, a dict names every input."""
+    return [
+        {k: np.asarray(v, dtype=np.float64).reshape(graph.shape(k))
+         for k, v in (item.items() if isinstance(item, Mapping) else [(graph.inputs[0], item)])}
+        for item in calibration
+    ]
+
+
 def calibrate(graph: Graph, calibration: Iterable[np.ndarray | Mapping[str, np.ndarray]] | None = None) -> dict[str, float]:
     """Largest |value| per IR value over the calibration inputs (arrays for the first input,
     or dicts of every input), or over uniform [-1, 1] draws for every input without them."""
@@ -47,11 +56,7 @@ def calibrate(graph: Graph, calibration: Iterable[np.ndarray | Mapping[str, np.n
         rng = np.random.default_rng(0)
         feeds_list = [{i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs} for _ in range(RANDOM_DRAWS)]
     else:
-        feeds_list = [
-            {k: np.asarray(v, dtype=np.float64).reshape(graph.shape(k))
-             for k, v in (item.items() if isinstance(item, Mapping) else [(graph.inputs[0], item)])}
-            for item in calibration
-        ]
+        feeds_list = calibration_feeds(graph, calibration)
     peaks: dict[str, float] = {}
     for feeds in feeds_list:
         for k, v in run_reference(graph, feeds, return_all=True).items():

@@ -2,10 +2,11 @@
 
 `register_encrypted_runners(compile_program)` adds a mode "encrypted:<backend>" per available
 backend to `cryptoface.ir.onnx_backend`: the graph is compiled for that backend by the
-function given (`(graph, engine) -> HEProgram`, e.g. `compile_model(g, e).program`: the
-runtime never imports the compiler itself), the inputs encrypted, the program run on the
-evaluation context and the output decrypted. Inputs are assumed to be of moderate magnitude
-(the node tests draw them from a normal distribution).
+function given (`(graph, engine, inputs) -> HEProgram`, e.g. `compile_model(g, e,
+CompileOptions(calibration=[inputs])).program`: the runtime never imports the compiler
+itself), the inputs encrypted, the program run on the evaluation context and the output
+decrypted. The compiler gets the inputs to calibrate on, so that the plan and its value
+bounds fit them (the node tests' inputs are far outside [-1, 1]).
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from ..plugins import get_plugins
 from ..program import HEProgram
 from .executors import run_program
 
-CompileProgram = Callable[[Graph, "type[Engine]"], HEProgram]
+CompileProgram = Callable[[Graph, "type[Engine]", Mapping[str, np.ndarray]], HEProgram]
 
 
 def encrypted_runner(backend: str, compile_program: CompileProgram):
     def run(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         engine = get_plugins().get(backend)
-        program = compile_program(graph, engine)
+        feeds = {k: inputs[k] for k in graph.inputs}
+        program = compile_program(graph, engine, feeds)
         ctx = program.create_context(engine)
-        res = run_program(ctx.public(), program, program.encrypt(ctx, **{k: inputs[k] for k in graph.inputs}))
+        res = run_program(ctx.public(), program, program.encrypt(ctx, **feeds))
         out = program.decode(ctx.decrypt(res.outputs[program.output_name]))
         return {graph.outputs[0]: out.reshape(graph.shape(graph.outputs[0]))}
 

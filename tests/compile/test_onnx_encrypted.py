@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import pytest
 
-from cryptoface.compile.pipeline import compile_model
+from cryptoface.compile.pipeline import CompileOptions, compile_model
 from cryptoface.errors import CryptofaceError
 from cryptoface.ir.onnx_backend import CryptofaceBackend
 from cryptoface.ir.onnx_conformance import classify, node_cases, primary_op
@@ -23,7 +23,8 @@ RTOL = 1e-3
 
 
 def run_encrypted(mode: str) -> dict[str, Counter]:
-    register_encrypted_runners(lambda graph, engine: compile_model(graph, engine).program)
+    register_encrypted_runners(
+        lambda graph, engine, feeds: compile_model(graph, engine, CompileOptions(calibration=[feeds])).program)
     per_op: dict[str, Counter] = defaultdict(Counter)
     wrong = []
     for case in node_cases():
