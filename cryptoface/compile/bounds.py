@@ -110,10 +110,6 @@ def program_bounds(program: HEProgram, peaks: dict[str, float], holders: dict[st
                     bounds[out] = calibrated if b is None else min(b, calibrated)
                 elif b is not None:
                     bounds[out] = b
-    # The outputs are decrypted: whatever calibration says, no more than q_0 holds decodes.
-    for out in program.outputs:
-        if out in bounds:
-            bounds[out] = min(bounds[out], program.params.max_abs_value)
     return bounds
 
 
