@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
@@ -39,7 +39,7 @@ from .errors import (
 )
 from . import wire
 from .headers import CiphertextHeader, ContextHeader
-from .params import CKKSParams
+from .params import BootstrapOption, CKKSParams
 
 # Scales of operands that followed different rescale paths differ by the drift of the primes
 # from 2^scale_bits (about 1e-6 relative per rescale); such operands are aligned. Anything
@@ -63,6 +63,9 @@ class Capabilities:
     max_threads: int = 1
     max_mod_bits: int = 60
     key_switching: str = "single special prime"
+    # The library tracks every ciphertext's true scale (SEAL): only ct x ct products, relabelled
+    # where they meet base-scale values, drift. False: every rescale drifts (nominal scales).
+    exact_scales: bool = False
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -104,6 +107,43 @@ class Engine(ABC):
         security table.
         """
         return None
+
+    # ---- planning hooks: what the compiler asks the library instead of assuming it ----------
+    @classmethod
+    def bootstrap_options(cls, ring_dim: int, slots: int) -> Sequence[BootstrapOption]:
+        """The bootstrapping settings this library runs at `ring_dim` for `slots` slots, each
+        with its depth, scale constraint, precision and key count (empty: cannot bootstrap)."""
+        return ()
+
+    @classmethod
+    def max_depth(cls, ring_dim: int, scale_bits: int, first_mod_bits: int) -> int:
+        """The deepest chain (rescale primes) the library accepts at 128-bit security.
+
+        Default: SEAL's accounting, one special prime as large as q0 (key-switching noise stays
+        below the data), within the capabilities' log QP bound."""
+        bound = cls.capabilities().max_log_qp_128.get(ring_dim, 0)
+        return max(-1, (bound - 2 * first_mod_bits) // scale_bits)
+
+    @classmethod
+    def with_special_modulus(cls, params: CKKSParams) -> CKKSParams:
+        """`params` with `special_mod_bits` as the library will really size its key-switching
+        modulus P (the security check counts it). Default: one prime as large as q0."""
+        return replace(params, special_mod_bits=params.first_mod_bits)
+
+    @classmethod
+    def key_switch_key_bytes(cls, params: CKKSParams) -> int:
+        """Bytes one rotation or relinearization key takes in memory.
+
+        Default: SEAL's single special prime, one RLWE pair over all L+1 primes per data prime."""
+        primes = params.depth + 1
+        return primes * 2 * (primes + 1) * params.ring_dim * 8
+
+    @classmethod
+    def scale_errors(cls, params: CKKSParams) -> Sequence[float]:
+        """Per level l = 1..depth (index l-1): the relative error a rescale at that level can
+        leave in a value, because the library labels the result with a scale that differs from
+        the true one (e.g. treating the prime q_l as exactly 2^scale_bits). Default: none."""
+        return [0.0] * params.depth
 
     @classmethod
     @abstractmethod
@@ -354,17 +394,18 @@ class HEContext:
         return cls.deserialize(data, engine_cls, mac_key=mac_key, public_only=True, allow_insecure=allow_insecure)
 
     # ---- encode / encrypt / decrypt ------------------------------------------------------
-    def _vector(self, values: Any) -> np.ndarray:
+    def _vector(self, values: Any, level: int, scale: float) -> np.ndarray:
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size > self.slots:
             raise InvalidInputError(f"vector of length {v.size} exceeds the {self.slots} slots of this context")
         if not np.all(np.isfinite(v)):
             raise InvalidInputError("vector contains NaN or infinity; CKKS encodes finite reals only")
-        bound = self.params.max_abs_value
+        bound = self.params.max_abs_at(level, scale)
         if v.size and np.max(np.abs(v)) >= bound:
             raise InvalidInputError(
-                f"|value| up to {np.max(np.abs(v)):.3g} does not fit: at most {bound:.3g} decrypts "
-                f"correctly with first_mod_bits={self.params.first_mod_bits}, scale_bits={self.params.scale_bits}"
+                f"|value| up to {np.max(np.abs(v)):.3g} does not fit: at most {bound:.3g} is encoded "
+                f"correctly at level {level} (first_mod_bits={self.params.first_mod_bits}, "
+                f"scale_bits={self.params.scale_bits})"
             )
         if v.size < self.slots:
             v = np.concatenate([v, np.zeros(self.slots - v.size)])
@@ -379,10 +420,11 @@ class HEContext:
         scale = self.params.scale if scale is None else scale
         if not 0 <= level <= self.params.depth:
             raise LevelMismatchError(f"cannot encode at level {level}: the chain has levels 0..{self.params.depth}")
-        return Plaintext(self.engine.encode(self._vector(values), level, scale), self.context_id, level, scale)
+        return Plaintext(self.engine.encode(self._vector(values, level, scale), level, scale), self.context_id, level, scale)
 
     def encrypt(self, values: Any) -> Ciphertext:
-        return self._wrap(self.engine.encrypt(self._vector(values)))
+        p = self.params
+        return self._wrap(self.engine.encrypt(self._vector(values, p.depth, p.scale)))
 
     def decrypt(self, ct: Ciphertext) -> np.ndarray:
         if not self.has_secret_key:

@@ -53,6 +53,27 @@ class BootstrapConfig:
     # |value| the bootstrap is specified for: its approximate modular reduction is accurate
     # within it and garbage beyond (OpenFHE: [-1, 1]). The compiler prescales into it.
     input_range: float = 1.0
+    # OpenFHE-style iterated bootstrapping (Bossuat et al.): a second pass on the residual
+    # doubles the precision bits for one more level and about twice the time.
+    iterations: int = 1
+
+
+@dataclass(frozen=True)
+class BootstrapOption:
+    """One way a library can bootstrap at one ring dimension: what the compiler chooses among.
+
+    The library states it (`Engine.bootstrap_options`) because the constraints are its own:
+    OpenFHE's FIXEDMANUAL bootstrap needs the scale within its correction factor of q0, and its
+    precision and key count depend on the level budget. `precision_bits` is measured (the
+    command is in the plugin), -log2 of the largest error relative to `config.input_range`.
+    """
+
+    config: BootstrapConfig
+    scale_bits: int
+    first_mod_bits: int
+    precision_bits: float
+    rotation_keys: int  # key-switching keys the bootstrap itself generates
+    relative_time: float = 1.0  # one bootstrap's time relative to this ring's cheapest option
 
 
 @dataclass(frozen=True)
@@ -123,7 +144,13 @@ class CKKSParams:
     @property
     def max_abs_value(self) -> float:
         """Largest |x| that decrypts correctly at the last level (q0 / scale, halved for sign)."""
-        return float(2 ** (self.first_mod_bits - self.scale_bits - 1))
+        return self.max_abs_at(0)
+
+    def max_abs_at(self, level: int, scale: float | None = None) -> float:
+        """Largest |x| a value at `level` holds: Q_level / (2 scale), Q_level = q0 q1 .. q_level.
+        (The compiler keeps every value within this at the level it sits at: `bounds.py`.)"""
+        bits = self.first_mod_bits + level * self.scale_bits - 1 - math.log2(self.scale if scale is None else scale)
+        return math.inf if bits > 1000 else float(2.0**bits)
 
     def security_bits(self) -> int:
         """128 when log QP is within the standard's bound for N, else an honest 0 (unknown)."""
@@ -163,7 +190,8 @@ class CKKSParams:
         boot = d.pop("bootstrap", None)
         if boot is not None:
             boot = BootstrapConfig(level_budget=tuple(boot["level_budget"]), depth=boot["depth"],
-                                   input_range=float(boot.get("input_range", 1.0)))
+                                   input_range=float(boot.get("input_range", 1.0)),
+                                   iterations=int(boot.get("iterations", 1)))
         return cls(bootstrap=boot, **d)
 
 

@@ -48,7 +48,7 @@ import numpy as np
 from .backend import Capabilities, Engine
 from .ckks_model import Embedding, ModulusChain, eval_mod, wrap
 from .errors import MissingSecretKeyError
-from .params import HE_STD_128_MAX_LOG_QP, CKKSParams
+from .params import HE_STD_128_MAX_LOG_QP, BootstrapConfig, BootstrapOption, CKKSParams
 from .hooks import hookimpl
 from .wire import parse_json
 
@@ -94,6 +94,7 @@ class SimulatorEngine(Engine):
             rescale="manual",
             hoisted_rotations=True,
             thread_control=False,
+            exact_scales=True,
             key_switching="simulated",
             notes=("no cryptography: noise and levels only; for compiler tests",),
         )
@@ -103,6 +104,23 @@ class SimulatorEngine(Engine):
         # Mirrors OpenFHE's count for the same budget: CoeffsToSlots + SlotsToCoeffs levels
         # plus the approximate modular reduction (Chebyshev series and double-angle steps).
         return sum(level_budget) + 9
+
+    @classmethod
+    def bootstrap_options(cls, ring_dim: int, slots: int) -> list[BootstrapOption]:
+        # A generic library: any budget, a 50-bit scale under a 60-bit q0, and the 2^-20
+        # relative error `bootstrap` adds (19 bits claimed, one for the maximum over slots).
+        return [BootstrapOption(BootstrapConfig(level_budget=b, depth=cls.bootstrap_depth(b, None), input_range=1.0),
+                                scale_bits=50, first_mod_bits=60, precision_bits=19.0, rotation_keys=0)
+                for b in ((2, 2), (3, 3))]
+
+    @classmethod
+    def key_switch_key_bytes(cls, params: CKKSParams) -> int:
+        return 0  # no keys are made
+
+    @classmethod
+    def scale_errors(cls, params: CKKSParams) -> list[float]:
+        chain = ModulusChain.for_params(params.ring_dim, params.depth, params.scale_bits, params.first_mod_bits)
+        return [params.scale / chain.prime(lvl) - 1.0 for lvl in range(1, params.depth + 1)]
 
     @classmethod
     def keygen(cls, params: CKKSParams, rotation_steps: Sequence[int]) -> "SimulatorEngine":

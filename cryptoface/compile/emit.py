@@ -9,6 +9,8 @@ value takes on the calibration inputs, with a margin, rounded up to a power of t
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import CompileError
@@ -115,19 +117,21 @@ class SectionEmitter:
         raise CompileError(f"no lowering for packed op kind {k!r} ({name!r})")
 
     def bootstrap(self, op: PackedOp, value: str) -> str:
-        """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside its range."""
+        """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside its range. B is a
+        power of two (`bounds.prescale`), so the way back is doublings, which cost no level."""
         bound = self.bounds.get(op.name)
         if bound is None:
             raise CompileError(f"no calibration bound for bootstrapped value {op.name!r}")
         inv = self._const(f"{op.name}.boot.inv", {"kind": "fill", "value": 1 / bound}, lambda: np.full(self.slots, 1 / bound))
-        back = self._const(f"{op.name}.boot.back", {"kind": "fill", "value": bound}, lambda: np.full(self.slots, bound))
         n = op.name
         pre = self._emit(Instr("rescale", f"{n}.pre", (self._emit(Instr("mul_plain", f"{n}.prem", (value,), const=inv)),)))
         lvl_pre = self.levels.op_level[n] - op.depth - 1
         if lvl_pre > 0:  # bootstrap from the lowest level: the cheapest input
             pre = self._emit(Instr("mod_switch", f"{n}.pre0", (pre,), level=0))
         boot = self._emit(Instr("bootstrap", f"{n}.boot", (pre,)))
-        out = self._emit(Instr("rescale", f"{n}.post", (self._emit(Instr("mul_plain", f"{n}.postm", (boot,), const=back)),)))
+        out = boot
+        for k in range(int(round(math.log2(bound)))):  # x B by doublings: exact, no level
+            out = self._emit(Instr("add", f"{n}.post{k}", (out, out)))
         target = self.levels.assigned[n]
         if target < self.levels.available[n]:
             out = self._emit(Instr("mod_switch", f"{n}.postms", (out,), level=target))

@@ -23,10 +23,10 @@ from typing import Iterable, Sequence
 
 from ..errors import CompileError
 
-# A bootstrap is preceded by a multiplication by 1/B (values into [-1, 1], one level) and
-# lands at the post-bootstrap level minus one, where the multiplication by B is rescaled.
+# A bootstrap is preceded by a multiplication by 1/B (values into the bootstrap's range, one
+# level). B is a power of two, so scaling back is log2(B) doublings (additions): no level.
 BOOTSTRAP_LEVELS_BEFORE = 1
-BOOTSTRAP_LEVELS_AFTER = 1
+BOOTSTRAP_LEVELS_AFTER = 0
 
 
 @dataclass(frozen=True)

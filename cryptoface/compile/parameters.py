@@ -1,78 +1,56 @@
 """Parameter and rotation-key selection (the params pass), with key-memory prediction.
 
-Reads what the earlier passes annotated (levels needed, slots used, rotation steps) and the
-backend's capabilities, and picks the ring dimension, modulus chain and scale: the smallest
-ring that gives the depth at 128-bit security, or bootstrapping on backends that have it,
-or a clear refusal that says what is needed, what is available and what to change.
+Reads what the earlier passes annotated (levels needed, slots used, rotation steps) and asks
+the backend what it accepts (`Engine.max_depth`, `refuses`, `bootstrap_options`,
+`key_switch_key_bytes`): library knowledge stays in the plugins. Among the parameter sets that
+are 128-bit secure, accepted by the library, within the key-memory budget and **precise
+enough** (the predicted output error meets `ParameterRequest.max_relative_error`, see
+`precision.py`), it takes the cheapest by an estimated cost; without one, a clear refusal that
+says what is needed, what is available and what to change.
 
-Key memory decides what fits. SEAL switches keys with one special prime, so one rotation
-key holds L x 2 x (L+1) x N x 8 bytes (L data primes); OpenFHE's hybrid key switching with
-dnum digits holds dnum x 2 x (L + P) x N x 8. When the distinct rotation steps would not fit
-the memory budget, the pass falls back to keys for the powers of two only and the lowering
-composes other steps from them (more key switches, far less memory).
+Leveled first: the chain is exactly the depth needed, on any ring that holds it, at the largest
+scale that fits (the scale may drop to `min_scale_bits` when that saves a ring: every op gets
+2-3x cheaper, precision drops by 2^-(bits saved), and the precision target decides). Only when
+no leveled set fits (or bootstrapping is forced, for studies) the backend's bootstrap options
+are tried: the chain is the bootstrap's depth plus the levels kept after it.
+
+Key memory decides what fits. When the distinct rotation steps would not fit the budget, the
+pass falls back to keys for the powers of two only and the lowering composes other steps from
+them (more key switches, far less memory). The budget is an explicit option with a fixed
+default, so a model compiles to the same plan on every machine.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
-from ..backend import Capabilities
+from ..backend import Engine
 from ..errors import CompileError
-from ..params import BootstrapConfig, CKKSParams
+from ..params import BootstrapOption, CKKSParams
+from .precision import PredictedError
 
-FIRST_MOD_BITS = 60
-SPECIAL_MOD_BITS = 60
+MAX_FIRST_MOD_BITS = 60
 DEFAULT_SCALE_BITS = 40
-BOOT_SCALE_BITS = 50  # bootstrapping loses precision; a larger scale keeps more of it
-OPENFHE_DNUM = 3
+DEFAULT_KEY_BUDGET = 12 * 2**30  # half of a 24 GB machine; stated in every plan
+MAX_CHAIN = 60
+# A bootstrap interval needs the prescale level before it and one level of work after it.
+MIN_LEVELS_AFTER_BOOTSTRAP = 2
 
 
-def machine_memory_bytes() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return 16 * 2**30
-
-
-def default_key_budget() -> int:
-    """Keys may take at most half the machine, leaving room for ciphertexts and plaintexts."""
+def key_budget_bytes(explicit: int | None = None) -> int:
+    """The key-memory budget: the option, else CRYPTOFACE_KEY_MEMORY_GB, else the fixed default."""
+    if explicit is not None:
+        return explicit
     env = os.environ.get("CRYPTOFACE_KEY_MEMORY_GB")
-    return int(float(env) * 2**30) if env else machine_memory_bytes() // 2
-
-
-def data_primes(params: CKKSParams) -> int:
-    return params.depth + 1
-
-
-def key_switch_key_bytes(params: CKKSParams, caps: Capabilities) -> int:
-    """Bytes of one key-switching key (a rotation or relinearization key)."""
-    n, L = params.ring_dim, data_primes(params)
-    if caps.key_switching.startswith("hybrid"):
-        bound = caps.max_log_qp_128.get(n, 10**9)
-        dnum = hybrid_dnum(params.depth, params.scale_bits, params.first_mod_bits, bound) or min(OPENFHE_DNUM, L)
-        p_primes = _hybrid_p_bits(L, dnum, params.scale_bits, params.first_mod_bits) // 60
-        return dnum * 2 * (L + p_primes) * n * 8
-    if caps.key_switching == "simulated":
-        return 0
-    return L * 2 * (L + 1) * n * 8
-
-
-def bootstrap_key_count(slots: int, level_budget: tuple[int, int]) -> int:
-    """Rough count of the rotation keys a sparse bootstrap needs (CoeffsToSlots and back).
-
-    Each of the budget's levels handles log2(slots)/budget bits of the FFT with a
-    baby-step giant-step split; an estimate for the plan, not the library's exact list.
-    """
-    logs = max(1, int(math.log2(slots)))
-    keys = 1  # conjugation
-    for b in level_budget:
-        per_level = math.ceil(logs / b)
-        radix = 2**per_level
-        keys += b * 2 * math.ceil(math.sqrt(2 * radix))
-    return keys
+    if env:
+        try:
+            return int(float(env) * 2**30)
+        except ValueError as exc:
+            raise CompileError(f"CRYPTOFACE_KEY_MEMORY_GB must be a number of GiB, got {env!r}") from exc
+    return DEFAULT_KEY_BUDGET
 
 
 def power_of_two_steps(slots: int) -> list[int]:
@@ -125,198 +103,215 @@ class ParameterChoice:
     input_level: int
     boot_level: int | None
     keys: KeyPlan
+    predicted: PredictedError | None = None
+    bootstrap: BootstrapOption | None = None
+    output_levels: int = 0  # levels kept at the output (q0 headroom for large outputs)
     notes: list[str] = field(default_factory=list)
 
 
-def _dnum_candidates(primes: int) -> list[int]:
-    """OpenFHE's order: its default 3 first, then more digits (smaller P), then fewer."""
-    return [d for d in [*range(3, primes + 1), 2, 1] if d <= primes]
+@dataclass(frozen=True)
+class ParameterRequest:
+    """What the program needs from its parameters (read off the earlier passes)."""
+
+    depth_needed: int
+    slots: int
+    rotation_steps: Sequence[int]
+    op_counts: tuple[int, int] = (0, 0)  # (rotations, plaintext products)
+    patches: int = 1
+    output_levels: int = 0
+    scale_bits: int = DEFAULT_SCALE_BITS
+    min_scale_bits: int = 30
+    headroom_bits: int = 20  # bits of q0 above the scale that the largest value needs
+    max_relative_error: float = 5e-4
+    key_budget: int = DEFAULT_KEY_BUDGET
+    insecure_test_params: bool = False
+    ring_dim: int | None = None  # forced (tests, studies)
+    force_bootstrap: bool = False
+    levels_after_bootstrap: int | None = None  # cap (studies)
 
 
-def _hybrid_p_bits(primes: int, dnum: int, scale_bits: int, first_bits: int) -> int:
-    """P must exceed the largest digit (q0 and the scale primes grouped with it)."""
-    digit_bits = first_bits + (math.ceil(primes / dnum) - 1) * scale_bits
-    return math.ceil((digit_bits + 1) / 60) * 60
+# predicted error of a candidate: (params, bootstrap option or None) -> PredictedError
+Predictor = Callable[[CKKSParams, BootstrapOption | None], PredictedError]
 
 
-def hybrid_dnum(depth: int, scale_bits: int, first_bits: int, bound: int) -> int | None:
-    """The digit count OpenFHE will use: the first candidate whose log QP fits `bound`."""
-    primes = depth + 1
-    for d in _dnum_candidates(primes):
-        if first_bits + depth * scale_bits + _hybrid_p_bits(primes, d, scale_bits, first_bits) <= bound:
-            return d
+def _rings(engine: type[Engine], req: ParameterRequest) -> list[int]:
+    caps = engine.capabilities()
+    dims = sorted(caps.max_log_qp_128)
+    if req.ring_dim is not None:
+        if req.ring_dim not in dims and not req.insecure_test_params:
+            raise CompileError(f"ring_dim={req.ring_dim} has no 128-bit parameters on {engine.name}; "
+                               "set insecure_test_params for tests")
+        dims = [req.ring_dim]
+    dims = [n for n in dims if n // 2 >= req.slots]
+    if not dims:
+        raise CompileError(f"{engine.name}: no ring dimension with {req.slots} slots at 128-bit security")
+    return dims
+
+
+def _max_depth(engine: type[Engine], req: ParameterRequest, n: int, scale_bits: int, first: int) -> int:
+    if req.ring_dim is not None and req.insecure_test_params:
+        return MAX_CHAIN  # a forced test ring: the library's own check (refuses) is the only limit
+    return engine.max_depth(n, scale_bits, first)
+
+
+def _params(engine: type[Engine], req: ParameterRequest, n: int, depth: int, scale_bits: int, first: int,
+            boot: BootstrapOption | None = None) -> CKKSParams:
+    p = CKKSParams(ring_dim=n, depth=depth, scale_bits=scale_bits, first_mod_bits=first,
+                   special_mod_bits=first, slots=_slots(req.slots), insecure_test_params=req.insecure_test_params,
+                   bootstrap=None if boot is None else boot.config)
+    return engine.with_special_modulus(p)
+
+
+def _describe(p: CKKSParams) -> str:
+    return f"N=2^{p.ring_dim.bit_length() - 1}/{p.scale_bits}-bit scale/depth {p.depth}"
+
+
+def choose_parameters(engine: type[Engine], req: ParameterRequest, predict: Predictor) -> ParameterChoice:
+    """Pick N, the chain and the key set; refuse clearly when nothing fits."""
+    dims = _rings(engine, req)
+    rejected: list[str] = []
+    candidates: list[tuple[float, ParameterChoice]] = []
+    if not req.force_bootstrap:
+        for n in dims:
+            choice = _leveled(engine, req, n, predict, rejected)
+            if choice is not None:
+                candidates.append((estimated_cost(engine, choice.params, choice.keys, req.op_counts), choice))
+    if not candidates and engine.capabilities().bootstrapping:
+        for n in dims:  # the smallest ring that bootstraps: a larger one only costs more per op
+            for opt in engine.bootstrap_options(n, _slots(req.slots)):
+                choice = _bootstrapped(engine, req, n, opt, predict, rejected)
+                if choice is not None:
+                    candidates.append((_bootstrapped_cost(engine, req, choice), choice))
+            if candidates:
+                break
+    if not candidates:
+        raise _refusal(engine, req, dims, rejected)
+    cost, best = min(candidates, key=lambda t: t[0])
+    best.notes.append("chosen by estimated cost among " + ", ".join(
+        f"{_describe(c.params)}{' +bootstrap ' + str(c.bootstrap.config.level_budget) + 'x' + str(c.bootstrap.config.iterations) if c.bootstrap else ''}: {k:.3g}"
+        for k, c in candidates))
+    best.notes.extend(f"rejected: {r}" for r in rejected)
+    return best
+
+
+def _leveled(engine: type[Engine], req: ParameterRequest, n: int, predict: Predictor,
+             rejected: list[str]) -> ParameterChoice | None:
+    """The best leveled set on ring n: the largest scale that fits, if precise enough."""
+    for sb in range(req.scale_bits, req.min_scale_bits - 1, -1):
+        first = min(MAX_FIRST_MOD_BITS, sb + req.headroom_bits)
+        if first - sb < req.headroom_bits:
+            continue  # the largest value would overflow q0
+        if req.depth_needed > _max_depth(engine, req, n, sb, first):
+            continue
+        params = _params(engine, req, n, req.depth_needed, sb, first)
+        why = engine.refuses(params)
+        if why is not None:
+            rejected.append(f"{_describe(params)}: {why}")
+            continue
+        predicted = predict(params, None)
+        if predicted.relative > req.max_relative_error:
+            rejected.append(f"{_describe(params)}: predicted error {predicted.relative:.1e} > target "
+                            f"{req.max_relative_error:.1e}")
+            return None  # a smaller scale on this ring is only less precise
+        try:
+            keys = plan_keys(params, engine, req.rotation_steps, req.key_budget)
+        except CompileError as exc:
+            rejected.append(f"{_describe(params)}: {exc}")
+            return None
+        return ParameterChoice(params, req.depth_needed, None, keys, predicted, output_levels=req.output_levels)
     return None
 
 
-def special_bits(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS, bound: int | None = None) -> int:
-    """Bits of the key-switching modulus P: one prime as large as q0 for SEAL (key-switching
-    noise stays below the data); for hybrid key switching, the digit OpenFHE will choose."""
-    if caps.key_switching.startswith("hybrid"):
-        d = hybrid_dnum(depth, scale_bits, first_bits, bound) if bound is not None else None
-        return _hybrid_p_bits(depth + 1, d or min(OPENFHE_DNUM, depth + 1), scale_bits, first_bits)
-    return first_bits
+def _bootstrapped(engine: type[Engine], req: ParameterRequest, n: int, opt: BootstrapOption, predict: Predictor,
+                  rejected: list[str]) -> ParameterChoice | None:
+    """The set for one bootstrap option on ring n: as many levels after each bootstrap as the
+    program can use and the library, the key budget and the cap allow."""
+    sb, first = opt.scale_bits, opt.first_mod_bits
+    label = f"N=2^{n.bit_length() - 1} bootstrap {opt.config.level_budget}x{opt.config.iterations}"
+    # q0 holds a prescaled bootstrap input; a large output stays above level 0 instead.
+    out_levels = max(req.output_levels, math.ceil(max(0, req.headroom_bits - (first - sb)) / sb))
+    most = _max_depth(engine, req, n, sb, first) - opt.config.depth
+    want = req.depth_needed + out_levels
+    if req.levels_after_bootstrap is not None:
+        want = min(want, req.levels_after_bootstrap)
+    after = min(most, want)
+    last_reason = f"the 128-bit chain leaves {most} levels after the bootstrap's {opt.config.depth}"
+    if most < MIN_LEVELS_AFTER_BOOTSTRAP + out_levels:
+        return None  # this ring is too small to bootstrap at all (reported once, by the caller)
+    while after >= MIN_LEVELS_AFTER_BOOTSTRAP + out_levels:
+        params = _params(engine, req, n, opt.config.depth + after, sb, first, opt)
+        try:  # the key-memory formula first: asking the library builds a context (seconds)
+            keys = plan_keys(params, engine, req.rotation_steps, req.key_budget, opt.rotation_keys)
+            why = engine.refuses(params)
+        except CompileError as exc:
+            why = str(exc)
+        if why is None:
+            predicted = predict(params, opt)
+            if predicted.relative > req.max_relative_error:
+                rejected.append(f"{label}: predicted error {predicted.relative:.1e} > target {req.max_relative_error:.1e}")
+                return None
+            # Fresh ciphertexts use the whole chain unless a study caps it.
+            top = params.depth if req.levels_after_bootstrap is None else min(params.depth, req.levels_after_bootstrap)
+            return ParameterChoice(params, top, after, keys, predicted, opt, out_levels)
+        last_reason = why
+        after -= 1  # fewer levels: a smaller chain, smaller keys, fewer digits
+    rejected.append(f"{label}: {last_reason}")
+    return None
 
 
-def log_qp(depth: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS, bound: int | None = None) -> int:
-    return first_bits + depth * scale_bits + special_bits(depth, caps, scale_bits, first_bits, bound)
-
-
-def _levels_at(n: int, caps: Capabilities, scale_bits: int, first_bits: int = FIRST_MOD_BITS) -> int:
-    """The deepest chain whose log QP stays within the 128-bit bound at ring dimension n."""
-    bound = caps.max_log_qp_128.get(n, 0)
-    depth = 0
-    while log_qp(depth + 1, caps, scale_bits, first_bits, bound) <= bound:
-        depth += 1
-    return depth
-
-
-def first_mod_bits_for(scale_bits: int, headroom_bits: int) -> int:
-    """q0 must hold the largest value at the last level: scale + log2(max |x|) + sign + margin."""
-    return min(60, scale_bits + headroom_bits)
-
-
-def choose_parameters(
-    caps: Capabilities,
-    depth_needed: int,
-    slots: int,
-    rotation_steps: list[int],
-    bootstrap_depth: Callable[[tuple[int, int], CKKSParams], int] | None = None,
-    levels_after_bootstrap: int | None = None,
-    key_budget: int | None = None,
-    scale_bits: int = DEFAULT_SCALE_BITS,
-    insecure_test_params: bool = False,
-    force_bootstrap: bool = False,
-    min_scale_bits: int | None = None,
-    headroom_bits: int = 20,
-    refuses: Callable[[CKKSParams], str | None] = lambda p: None,
-    ring_dim: int | None = None,
-    op_counts: tuple[int, int] | None = None,
-) -> ParameterChoice:
-    """Pick N, the chain and the key set; refuse clearly when nothing fits.
-
-    Without bootstrapping the chain is exactly `depth_needed` deep (a deeper chain only makes
-    every op and key larger), on the smallest ring that holds it; the scale may drop from
-    `scale_bits` to `min_scale_bits` when that saves a ring dimension (each halving of N makes
-    every op about 2-3x cheaper and the keys 4x smaller; precision drops by 2^-(bits saved)).
-    With bootstrapping (backend capable, and the depth does not fit otherwise) the chain is
-    the post-bootstrap levels plus what the bootstrap consumes.
-    """
-    budget = default_key_budget() if key_budget is None else key_budget
-    limits = dict(caps.max_log_qp_128)
-    if ring_dim is not None:  # forced (tests, studies); beyond the 128-bit table only if insecure
-        if ring_dim not in limits and not insecure_test_params:
-            raise CompileError(f"ring_dim={ring_dim} has no 128-bit parameters on {caps.name}; set insecure_test_params for tests")
-        limits = {ring_dim: limits.get(ring_dim, 0) if not insecure_test_params else 60 * 64}
-        caps = replace(caps, max_log_qp_128=limits)
-    dims = sorted(n for n in limits if n // 2 >= slots)
-    if not dims:
-        raise CompileError(f"{caps.name}: no ring dimension with {slots} slots at 128-bit security")
-    scales = range(scale_bits, (min_scale_bits or scale_bits) - 1, -1)
-    candidates: list[tuple[float, ParameterChoice]] = []
-    refusals: list[str] = []
-    for n in [] if force_bootstrap else dims:
-        for sb in scales:  # the largest scale that fits this ring: best precision at its cost
-            first = first_mod_bits_for(sb, headroom_bits)
-            bound = caps.max_log_qp_128[n]
-            if log_qp(depth_needed, caps, sb, first, bound) > bound:
-                continue
-            params = CKKSParams(
-                ring_dim=n, depth=depth_needed, scale_bits=sb, first_mod_bits=first,
-                special_mod_bits=special_bits(depth_needed, caps, sb, first, bound),
-                slots=_slots(slots), insecure_test_params=insecure_test_params,
-            )
-            why = refuses(params)
-            if why is not None:
-                refusals.append(why)
-                continue
-            try:
-                keys = plan_keys(params, caps, rotation_steps, budget)
-            except CompileError as exc:
-                refusals.append(str(exc))
-                break
-            choice = ParameterChoice(params, depth_needed, None, keys)
-            if op_counts is None:
-                return choice
-            candidates.append((estimated_cost(params, caps, keys, op_counts), choice))
-            break
-    if candidates:
-        cost, best = min(candidates, key=lambda t: t[0])
-        best.notes.append("chosen by estimated cost among " + ", ".join(
-            f"N={c.params.ring_dim}/2^{c.params.scale_bits}: {k:.3g}" for k, c in candidates))
-        return best
-    if refusals and (not caps.bootstrapping or bootstrap_depth is None):
-        raise CompileError("no parameters fit: " + " | ".join(refusals[-3:]))
-    most = _levels_at(dims[-1], caps, scale_bits)
-    if not caps.bootstrapping or bootstrap_depth is None:
-        raise CompileError(
-            f"the program needs {depth_needed} levels; {caps.name} gives at most {most} at 128-bit "
-            f"security (N={dims[-1]}, {scale_bits}-bit scale) and cannot bootstrap. Use a backend "
-            "that bootstraps (e.g. --backend openfhe), a shallower model, or a smaller scale"
-        )
+def _refusal(engine: type[Engine], req: ParameterRequest, dims: list[int], rejected: list[str]) -> CompileError:
+    caps = engine.capabilities()
     n = dims[-1]
-    # OpenFHE's level budget: more levels make the linear parts of the bootstrap cheaper; few
-    # slots need few (log2(slots) bits split over the budget).
-    budget_levels = (3, 3) if slots >= 4096 else (2, 2)
-    probe = CKKSParams(ring_dim=n, depth=1, scale_bits=BOOT_SCALE_BITS, slots=_slots(slots), insecure_test_params=True)
-    boot_depth = bootstrap_depth(budget_levels, probe)
-    # With bootstrapping keys are many: keep OpenFHE's default 3 digits (small keys) rather
-    # than buying levels with more digits. OpenFHE keeps one more prime below level 0.
-    bound = caps.max_log_qp_128[n]
-    total = 0
-    while log_qp(total + 2, caps, BOOT_SCALE_BITS) <= bound and total < 60:
-        total += 1
-    if levels_after_bootstrap is not None:
-        total = min(total, levels_after_bootstrap + boot_depth)
-    if total - boot_depth < 2:
-        raise CompileError(
-            f"bootstrapping at N={n} consumes {boot_depth} of the {total} levels 128-bit security allows: "
-            "nothing left to compute with"
-        )
-    params = CKKSParams(
-        ring_dim=n, depth=total, scale_bits=BOOT_SCALE_BITS, first_mod_bits=FIRST_MOD_BITS,
-        special_mod_bits=SPECIAL_MOD_BITS, slots=_slots(slots),
-        bootstrap=BootstrapConfig(level_budget=budget_levels, depth=boot_depth),
-        insecure_test_params=insecure_test_params,
-    )
-    why = refuses(params)
-    if why is not None:
-        raise CompileError(f"the program needs bootstrapping, and {caps.name} refuses the bootstrapping parameters: {why}")
-    keys = plan_keys(params, caps, rotation_steps, budget)
-    return ParameterChoice(params, total, total - boot_depth, keys)
+    most = _max_depth(engine, req, n, req.scale_bits, min(MAX_FIRST_MOD_BITS, req.scale_bits + req.headroom_bits))
+    lines = "; ".join(rejected[-4:])
+    if not caps.bootstrapping:
+        return CompileError(
+            f"the program needs {req.depth_needed} levels within a predicted error of {req.max_relative_error:.0e}; "
+            f"{engine.name} gives at most {most} at 128-bit security (N={n}, {req.scale_bits}-bit scale) and cannot "
+            f"bootstrap. Use a backend that bootstraps (e.g. --backend openfhe), a shallower model, or relax the "
+            f"precision target" + (f" ({lines})" if lines else ""))
+    return CompileError(f"no parameters fit on {engine.name} for {req.depth_needed} levels"
+                        + (f": {lines}" if lines else f" (no ring among {dims} holds a bootstrap and "
+                           f"{MIN_LEVELS_AFTER_BOOTSTRAP} levels after it)"))
 
 
-def estimated_cost(params: CKKSParams, caps: Capabilities, keys: "KeyPlan", op_counts: tuple[int, int]) -> float:
+def estimated_cost(engine: type[Engine], params: CKKSParams, keys: "KeyPlan", op_counts: tuple[int, int]) -> float:
     """Relative cost of a program with `op_counts` = (rotations, plaintext products).
 
-    A key switch costs about N log N x (digits x (L + P)) word operations; encoding and
-    multiplying a plaintext about N log N x L. Composed rotations cost their NAF weight in key
-    switches. Only ratios between candidate parameter sets matter.
+    A key switch touches every word of its key (the key's size in words times log N for the
+    NTTs); encoding and multiplying a plaintext about N log N x L. Composed rotations cost their
+    NAF weight in key switches. Only ratios between candidate parameter sets matter.
     """
-    n, L = params.ring_dim, data_primes(params)
-    nlogn = n * math.log2(n)
-    if caps.key_switching.startswith("hybrid"):
-        bound = caps.max_log_qp_128.get(n, 10**9)
-        dnum = hybrid_dnum(params.depth, params.scale_bits, params.first_mod_bits, bound) or min(OPENFHE_DNUM, L)
-        p_primes = _hybrid_p_bits(L, dnum, params.scale_bits, params.first_mod_bits) // 60
-        ks = nlogn * dnum * (L + p_primes)
-    else:
-        ks = nlogn * L * (L + 1)
+    logn = math.log2(params.ring_dim)
+    ks = engine.key_switch_key_bytes(params) / 16 * logn
+    pt = params.ring_dim * logn * (params.depth + 1)
     rotations, mults = op_counts
     if keys.composed:
         rotations *= 2.5  # mean NAF weight of the steps a CNN layer uses
-    return rotations * ks + mults * nlogn * L
+    return rotations * ks + mults * pt
+
+
+def _bootstrapped_cost(engine: type[Engine], req: ParameterRequest, choice: ParameterChoice) -> float:
+    """Ops plus the bootstraps the levels imply (an estimate for ranking; the placer decides)."""
+    assert choice.bootstrap is not None and choice.boot_level is not None
+    p = choice.params
+    per_interval = max(1, choice.boot_level - 1)
+    first_segment = choice.input_level
+    boots = req.patches * max(0, math.ceil((req.depth_needed + choice.output_levels - first_segment) / per_interval))
+    logn = math.log2(p.ring_dim)
+    one_boot = choice.bootstrap.relative_time * 2 * choice.bootstrap.rotation_keys * engine.key_switch_key_bytes(p) / 16 * logn
+    return estimated_cost(engine, p, choice.keys, req.op_counts) + boots * one_boot
 
 
 def _slots(used: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, used))))
 
 
-def plan_keys(params: CKKSParams, caps: Capabilities, steps: list[int], budget: int) -> KeyPlan:
+def plan_keys(params: CKKSParams, engine: type[Engine], steps: Sequence[int], budget: int,
+              bootstrap_keys: int = 0) -> KeyPlan:
     """Direct keys for every step if they fit the budget, else power-of-two keys."""
-    one = key_switch_key_bytes(params, caps)
-    boot = 0
-    if params.bootstrap is not None:
-        boot = one * bootstrap_key_count(params.slots, params.bootstrap.level_budget)
+    one = engine.key_switch_key_bytes(params)
+    boot = one * bootstrap_keys
     distinct = sorted({s % params.slots for s in steps} - {0})
     direct = KeyPlan(distinct, False, one * len(distinct), one, boot, budget)
     if direct.fits:
@@ -327,8 +322,9 @@ def plan_keys(params: CKKSParams, caps: Capabilities, steps: list[int], budget: 
         return composed
     best = composed if composed.total_bytes < direct.total_bytes else direct
     raise CompileError(
-        f"{caps.name}: evaluation keys need {best.total_bytes / 2**30:.1f} GiB "
-        f"({len(best.steps)} rotation keys of {one / 2**20:.0f} MiB at N={params.ring_dim}, "
-        f"{data_primes(params)} primes) but the budget is {budget / 2**30:.1f} GiB; use a backend "
-        "with hybrid key switching (openfhe), fewer levels, or raise CRYPTOFACE_KEY_MEMORY_GB"
+        f"{engine.name}: evaluation keys need {best.total_bytes / 2**30:.1f} GiB "
+        f"({len(best.steps)} rotation keys of {one / 2**20:.0f} MiB at N={params.ring_dim}, depth {params.depth}"
+        f"{f', {bootstrap_keys} bootstrap keys' if bootstrap_keys else ''}) but the key budget is "
+        f"{budget / 2**30:.1f} GiB; use a backend with smaller keys (openfhe), fewer levels, or raise the budget "
+        "(--key-memory-gb / CRYPTOFACE_KEY_MEMORY_GB)"
     )

@@ -7,6 +7,7 @@ parameters, the keys, and per-layer counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +22,13 @@ from ..params import CKKSParams, next_pow2
 from ..program import ConstantTable, HEProgram, Instr, ModelRecord, Section, rotated_name
 from ..program.layout import Layout
 from .bootstrap import place_bootstraps
-from .bounds import calibrate, headroom_bits, holders_of, prescale, program_bounds
+from .bounds import calibrate, calibration_feeds, headroom_bits, holders_of, prescale, program_bounds
 from .emit import SectionEmitter
 from .levels import LevelAssignment, LevelGraph, LevelNode, assign_levels, check, critical_depth
 from .mpcnn import mpcnn_conv_counts
 from .pack import PackedPartition, Packer
-from .parameters import ParameterChoice, choose_parameters, key_switch_key_bytes, naf
+from .parameters import ParameterChoice, ParameterRequest, choose_parameters, key_budget_bytes, naf
+from .precision import PredictedError, PrecisionModel, PrecisionTarget, ProducedValue, drift_factors
 
 PROBE_SLOTS = 1 << 17
 
@@ -41,6 +43,7 @@ class CompileOptions:
     max_depth: int | None = None  # cap the chain (forces bootstraps; for tests and studies)
     calibration: np.ndarray | None = None  # (n, C, H, W) inputs for bootstrap range bounds
     ring_dim: int | None = None  # force N (tests); below 128-bit only with insecure_test_params
+    precision: PrecisionTarget = field(default_factory=PrecisionTarget)
 
 
 @dataclass
@@ -108,29 +111,18 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     capped = opts.max_depth is not None and opts.max_depth < need
     if capped and not caps.bootstrapping:
         raise CompileError(f"max_depth={opts.max_depth} < the {need} levels needed, and {engine.name} cannot bootstrap")
-    choice = choose_parameters(
-        caps, need, slots, steps,
-        bootstrap_depth=engine.bootstrap_depth if caps.bootstrapping else None,
-        levels_after_bootstrap=opts.max_depth if capped else None, force_bootstrap=capped,
-        key_budget=opts.key_budget, scale_bits=opts.scale_bits, insecure_test_params=opts.insecure_test_params,
-        min_scale_bits=opts.min_scale_bits, headroom_bits=headroom, refuses=engine.refuses, ring_dim=opts.ring_dim,
-        op_counts=_op_counts(parts),
+    # Precision: how the network amplifies CKKS errors, measured once on the reference.
+    feeds = precision_feeds(graph, opts.calibration)
+    model_errors = PrecisionModel(graph, _produced_values(parts), feeds)
+    request = ParameterRequest(
+        depth_needed=need, slots=slots, rotation_steps=steps, op_counts=_op_counts(parts), patches=len(parts),
+        output_levels=opts.output_levels, scale_bits=opts.scale_bits, min_scale_bits=opts.min_scale_bits,
+        headroom_bits=headroom, max_relative_error=opts.precision.max_relative_error,
+        key_budget=key_budget_bytes(opts.key_budget), insecure_test_params=opts.insecure_test_params,
+        ring_dim=opts.ring_dim, force_bootstrap=capped, levels_after_bootstrap=opts.max_depth if capped else None,
     )
+    choice, levels, bounds = _choose_and_place(engine, request, model_errors, lgraphs, peaks)
     params = choice.params
-    # 4. bootstrap placement and level assignment, per patch network.
-    levels: dict[int, LevelAssignment] = {}
-    boot_level = choice.boot_level
-    # A cap applies to fresh ciphertexts too (they are encrypted at the top and mod-switched).
-    input_level = min(choice.input_level, opts.max_depth) if capped else choice.input_level
-    for idx, g in lgraphs.items():
-        boots = place_bootstraps(g, input_level, boot_level, opts.output_levels)
-        la = assign_levels(g, input_level, boots, boot_level, opts.output_levels)
-        check(g, la)
-        levels[idx] = la
-    bounds: dict[str, float] = {}
-    if any(la.bootstraps for la in levels.values()):
-        rng = params.bootstrap.input_range if params.bootstrap is not None else 1.0
-        bounds = {v: prescale(peaks[v], rng) for la in levels.values() for v in la.bootstraps}
     # 5. lowering.
     constants = ConstantTable()
     sections = []
@@ -155,8 +147,101 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     program.bounds = program_bounds(program, peaks, holders)
     compiled = CompiledModel(graph, program, parts, levels, choice, out_layout, out_period, engine.name)
     compiled.layer_report = _layer_report(parts, levels)
-    program.report = plan_report(compiled, caps, need)
+    program.report = plan_report(compiled, engine, need, opts.precision)
     return compiled
+
+
+def precision_feeds(graph: Graph, calibration: np.ndarray | None, count: int = 2) -> list[dict[str, np.ndarray]]:
+    """Inputs the precision prediction runs on: the first calibration images, else uniform
+    [-1, 1] draws (the range the client's preprocessing produces)."""
+    if calibration is not None and len(calibration):
+        return calibration_feeds(graph, list(calibration)[:count])
+    rng = np.random.default_rng(1)
+    return [{i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs} for _ in range(count)]
+
+
+def _produced_values(parts: list[PackedPartition]) -> list[ProducedValue]:
+    """Where CKKS errors enter: every packed op's output (rescales, key switches), fresh inputs."""
+    out = []
+    for p in parts:
+        for op in p.ops:
+            if op.kind == "input":
+                out.append(ProducedValue(op.name, 0, 0, fresh=True))
+                continue
+            switches = (2 if op.plan is not None and op.plan.counts.rotations else 0) + (1 if op.kind in ("mul", "quadratic") else 0)
+            out.append(ProducedValue(op.name, op.depth, switches, product=op.kind in ("mul", "quadratic")))
+    return out
+
+
+def _op_levels(lgraphs: dict[int, LevelGraph], levels: dict[int, LevelAssignment],
+               drifting: set[str] | None) -> dict[str, tuple[int, int]]:
+    """Per value whose rescales drift (all, or only `drifting`): (level its op runs at,
+    rescales it goes through), for the drift prediction."""
+    return {n.name: (levels[i].op_level[n.name], n.depth) for i, g in lgraphs.items() for n in g.nodes
+            if n.inputs and n.depth and (drifting is None or n.name in drifting)}
+
+
+def _place(lgraphs: dict[int, LevelGraph], choice: ParameterChoice) -> dict[int, LevelAssignment]:
+    levels: dict[int, LevelAssignment] = {}
+    for idx, g in lgraphs.items():
+        boots = place_bootstraps(g, choice.input_level, choice.boot_level, choice.output_levels)
+        la = assign_levels(g, choice.input_level, boots, choice.boot_level, choice.output_levels)
+        check(g, la)
+        levels[idx] = la
+    return levels
+
+
+def _choose_and_place(engine: type[Engine], request: ParameterRequest, errors: PrecisionModel, lgraphs: dict[int, LevelGraph],
+                      peaks: dict[str, float]) -> tuple[ParameterChoice, dict[int, LevelAssignment], dict[str, float]]:
+    """Parameters, then bootstraps and levels, then the predicted error of what was placed; when
+    bootstraps make it miss the target, ask again for more precise bootstrapping."""
+    leveled = {i: assign_levels(g, request.depth_needed, (), None, request.output_levels) for i, g in lgraphs.items()}
+    # A library that tracks true scales drifts only where ct x ct products are relabelled.
+    drifting = {p.name for p in errors.produced.values() if p.product} if engine.capabilities().exact_scales else None
+    leveled_ops = _op_levels(lgraphs, leveled, drifting)
+    min_bits = 0.0
+    for _ in range(3):
+        choice = choose_parameters(engine, request, _predictor(engine, errors, leveled_ops, min_bits))
+        levels = _place(lgraphs, choice)
+        p = choice.params
+        drift = errors.drift(drift_factors(_op_levels(lgraphs, levels, drifting), engine.scale_errors(p)))
+        bounds: dict[str, float] = {}
+        boot, bits = (0.0, 0.0), None
+        if any(la.bootstraps for la in levels.values()):
+            assert p.bootstrap is not None and choice.bootstrap is not None
+            bounds = {v: prescale(peaks[v], p.bootstrap.input_range) for la in levels.values() for v in la.bootstraps}
+            boot, bits = errors.bootstrap(bounds), choice.bootstrap.precision_bits
+        choice.predicted = errors.predict(p, drift, boot, bits)
+        if choice.predicted.relative <= request.max_relative_error:
+            return choice, levels, bounds
+        rest = choice.predicted.relative - choice.predicted.parts.get("bootstrap", 0.0)
+        room = request.max_relative_error - rest
+        if bits is None or room <= 0 or boot[1] <= 0:
+            break
+        min_bits = max(min_bits, bits) + max(1.0, math.log2(2.0 * boot[1] / room) - bits)
+    raise CompileError(
+        f"the plan's predicted output error is {choice.predicted.relative:.1e} relative (target "
+        f"{request.max_relative_error:.1e}; by source: "
+        + ", ".join(f"{k} {v:.1e}" for k, v in choice.predicted.parts.items() if v)
+        + f") and {engine.name} offers nothing more precise here. Relax CompileOptions.precision, or use a "
+        "backend or ring with more precision")
+
+
+def _predictor(engine: type[Engine], errors: PrecisionModel, leveled_ops: dict[str, tuple[int, int]], min_boot_bits: float):
+    """The candidate-ranking predictor. A leveled candidate's drift is exact (its levels are
+    known); a bootstrapped one gets the worst case (every rescale at the largest drift, one
+    sign) until placement; bootstrap options below `min_boot_bits` are refused."""
+    def predicted(params: CKKSParams, opt) -> PredictedError:
+        if opt is not None and opt.precision_bits < min_boot_bits:
+            return PredictedError(math.inf, math.inf, {"bootstrap": math.inf})
+        errs = list(engine.scale_errors(params))
+        if opt is None:
+            factors = drift_factors(leveled_ops, errs)
+        else:
+            worst = max((abs(e) for e in errs), default=0.0)
+            factors = {v: (1 + worst) ** r for v, (_, r) in leveled_ops.items()}
+        return errors.predict(params, errors.drift(factors))
+    return predicted
 
 
 def _op_counts(parts: list[PackedPartition]) -> tuple[int, int]:
@@ -262,7 +347,7 @@ def _layer_report(parts: list[PackedPartition], levels: dict[int, LevelAssignmen
     return rows
 
 
-def plan_report(cm: CompiledModel, caps, depth_needed: int) -> dict:
+def plan_report(cm: CompiledModel, engine: type[Engine], depth_needed: int, target: PrecisionTarget) -> dict:
     p = cm.params
     counts = cm.program.counts()
     boots = {f"patch{i}": list(la.bootstraps) for i, la in cm.levels.items()}
@@ -291,10 +376,19 @@ def plan_report(cm: CompiledModel, caps, depth_needed: int) -> dict:
         "ct_pt_mults": int(counts["mul_plain"]),
         "ct_ct_mults": int(counts["mul"]),
         "rescales": int(counts["rescale"]),
-        "key_switch_key_bytes": key_switch_key_bytes(p, caps),
+        "key_switch_key_bytes": engine.key_switch_key_bytes(p),
         "key_memory_bytes": keys.total_bytes,
         "key_memory_budget_bytes": keys.budget_bytes,
         "key_memory_fits": keys.fits,
+        "precision_target_relative": target.max_relative_error,
+        "predicted_max_error": cm.choice.predicted.max_abs if cm.choice.predicted else None,
+        "predicted_relative_error": cm.choice.predicted.relative if cm.choice.predicted else None,
+        "predicted_error_by_source": cm.choice.predicted.parts if cm.choice.predicted else {},
+        "bootstrap_option": None if cm.choice.bootstrap is None else {
+            "level_budget": list(cm.choice.bootstrap.config.level_budget), "iterations": cm.choice.bootstrap.config.iterations,
+            "precision_bits": cm.choice.bootstrap.precision_bits, "rotation_keys": cm.choice.bootstrap.rotation_keys},
+        "output_levels": cm.choice.output_levels,
+        "notes": list(cm.choice.notes),
         "layers": cm.layer_report,
     }
 

@@ -6,7 +6,7 @@ the op table's `reference` on float64 inputs, in topological order.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -15,11 +15,13 @@ from .graph import Graph
 from .ops import evaluate
 
 
-def run(graph: Graph, inputs: Mapping[str, np.ndarray], return_all: bool = False) -> dict[str, np.ndarray]:
+def run(graph: Graph, inputs: Mapping[str, np.ndarray], return_all: bool = False,
+        perturb: Callable[[str, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Evaluate `graph` on `inputs` (name -> array of the input's exact shape).
 
     Returns the graph outputs by name, or every value when `return_all` (what a pass
-    debugging an encrypted mismatch compares against, value by value).
+    debugging an encrypted mismatch compares against, value by value). `perturb(name, value)`
+    may replace each computed value: the precision pass injects CKKS-sized errors with it.
     """
     env: dict[str, np.ndarray] = {}
     for name in graph.inputs:
@@ -30,7 +32,8 @@ def run(graph: Graph, inputs: Mapping[str, np.ndarray], return_all: bool = False
             raise InvalidInputError(f"input {name!r} has shape {array.shape}, the graph expects {graph.values[name].shape}")
         env[name] = array
     for node in graph.nodes:
-        env[node.output] = evaluate(node, [env[i] for i in node.inputs])
+        value = evaluate(node, [env[i] for i in node.inputs])
+        env[node.output] = value if perturb is None else perturb(node.output, value)
     if return_all:
         return env
     return {o: env[o] for o in graph.outputs}

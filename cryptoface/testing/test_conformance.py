@@ -185,7 +185,8 @@ def test_rotation_without_key_is_refused(ctx: HEContext, x) -> None:
         (np.zeros(PARAMS.slots + 1), "exceeds"),
         ([1.0, float("nan")], "NaN"),
         ([float("inf")], "NaN or infinity"),
-        ([1e12], "does not fit"),
+        # beyond Q / (2 scale) of a fresh ciphertext (2^289 here): no library encodes it
+        ([2.0 ** (PARAMS.first_mod_bits + (PARAMS.depth - 1) * PARAMS.scale_bits)], "does not fit"),
     ],
 )
 def test_bad_input_is_refused(ctx: HEContext, values, match) -> None:

@@ -255,6 +255,11 @@ class OpenFHEEngine(Engine):
         return planning.max_chain(bound, scale_bits, first_mod_bits)
 
     @classmethod
+    def with_special_modulus(cls, params: CKKSParams) -> CKKSParams:
+        bound = OPENFHE_MAX_LOG_QP_128.get(params.ring_dim, 10**6)
+        return planning.with_special_modulus(params, bound)
+
+    @classmethod
     def key_switch_key_bytes(cls, params: CKKSParams) -> int:
         bound = OPENFHE_MAX_LOG_QP_128.get(params.ring_dim, 10**6)
         return planning.key_switch_key_bytes(params, bound)

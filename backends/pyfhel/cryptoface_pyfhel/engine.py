@@ -182,6 +182,20 @@ class PyfhelEngine(Engine):
 
     # ---- backend-level ----------------------------------------------------------------
     @classmethod
+    def scale_errors(cls, params: CKKSParams) -> list[float]:
+        """SEAL tracks the true scales, and `HEContext.mul_plain` lands every linear layer
+        exactly on the base scale; a ct x ct product rescaled at level l has scale scale^2/q_l,
+        which is relabelled as the base scale where it meets a base-scale value: that leaves
+        2^scale_bits / q_l - 1 (up to 5e-4 for 31-bit primes at N=2^14)."""
+        from Pyfhel import Pyfhel
+
+        he = Pyfhel()
+        he.contextGen(scheme="ckks", n=params.ring_dim, scale=params.scale, qi_sizes=params.coeff_mod_bit_sizes,
+                      sec=_sec_level(params))
+        primes = [int(q) for q in he.get_qi()]
+        return [params.scale / primes[lvl] - 1.0 for lvl in range(1, params.depth + 1)]
+
+    @classmethod
     def capabilities(cls) -> Capabilities:
         import Pyfhel
 
@@ -198,6 +212,7 @@ class PyfhelEngine(Engine):
             thread_control=False,
             max_threads=1,
             max_mod_bits=60,
+            exact_scales=True,
             key_switching="single special prime",
             notes=(
                 "no bootstrapping: the whole model must fit the modulus chain (about 20 levels of 40 bits at N=2^15)",

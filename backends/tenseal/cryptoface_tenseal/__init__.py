@@ -183,6 +183,15 @@ class TenSEALEngine(Engine):
 
     # ---- backend-level -------------------------------------------------------------------
     @classmethod
+    def scale_errors(cls, params: CKKSParams) -> list[float]:
+        """SEAL tracks the true scales, and `HEContext.mul_plain` lands every linear layer
+        exactly on the base scale; a ct x ct product rescaled at level l has scale scale^2/q_l,
+        which is relabelled as the base scale where it meets a base-scale value: that leaves
+        2^scale_bits / q_l - 1 (up to 5e-4 for 31-bit primes at N=2^14)."""
+        primes = [m.value() for m in _sealapi().CoeffModulus.Create(params.ring_dim, params.coeff_mod_bit_sizes)]
+        return [params.scale / primes[lvl] - 1.0 for lvl in range(1, params.depth + 1)]
+
+    @classmethod
     def capabilities(cls) -> Capabilities:
         import tenseal
 
@@ -201,6 +210,7 @@ class TenSEALEngine(Engine):
             thread_control=False,
             max_threads=1,
             max_mod_bits=60,
+            exact_scales=True,
             key_switching="single special prime",
             notes=(
                 "no bootstrapping: a model must fit the modulus chain (about 20 levels at "
