@@ -1,25 +1,82 @@
-"""Per-layer counts of one CryptoFaceNet patch network, our BSGS plans against MPCNN's.
+"""Per-layer counts of one patch network, our BSGS plans against MPCNN's.
 
-`python -m cryptoface.compile.count_table [--slots N]` prints the table of docs/packing.md
-(default: 16384 and 32768 slots). Counts depend on layer shapes only, so weights are random.
+`python -m cryptoface.compile.count_table [--slots N] [--model M]` prints the table of
+docs/packing.md (default: CryptoFaceNet4 at 16384 and 32768 slots). The layer shapes are read
+from the model's first patch network; counts depend on shapes only, so weights are random.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..ir.graph import Graph
+from ..ir.onnx_import import import_onnx
+from ..models import load_bundle
 from ..program.layout import Layout
 from .linear_maps import avgpool_map, conv2d_map, gemm_map
 from .linear_transform import LinearTransformPlan, plan_linear_transform
-from .mpcnn import (
-    CRYPTOFACENET_PCNN_CONVS,
-    MPCNN_AVGPOOL_8_TO_2_COUNTS,
-    MPCNN_LINEAR_256_COUNTS,
-    mpcnn_conv_counts,
-)
+from .mpcnn import mpcnn_conv_counts
+
+
+@dataclass(frozen=True)
+class ConvLayerSpec:
+    """One convolution shape of a patch network (square images, symmetric pads)."""
+
+    name: str
+    c_in: int
+    c_out: int
+    size: int  # input H = W
+    gap_in: int  # multiplexing gap of the input: the product of the strides before it
+    kernel: int
+    stride: int
+    pad: int
+    repeat: int = 1  # how many layers of the network have this shape
+
+
+@dataclass(frozen=True)
+class PatchLayers:
+    """The linear layers of one patch network, as the count table needs them."""
+
+    convs: tuple[ConvLayerSpec, ...]
+    pool_in: tuple[int, int, int]  # (C, H, W) into the average pool
+    pool_kernel: int
+    pool_gap_in: int
+    linear: tuple[int, int]  # (F_out, F_in)
+
+
+def patch_layers(model: str = "cryptofacenet4") -> PatchLayers:
+    """Read the shapes of the first patch network from the model (one row per distinct conv
+    shape, in order of first use, with how many layers share it)."""
+    graph = import_onnx(str(load_bundle(model).onnx_path))
+    nodes = [n for n in graph.nodes if n.partition in (0, None) and n.op in ("conv", "avgpool", "linear")]
+    convs = [n for n in nodes if n.op == "conv"]
+    if not convs:
+        raise ValueError(f"model {model!r} has no convolution to tabulate")
+    first = _chw(graph, convs[0])[1]
+    specs: dict[tuple, ConvLayerSpec] = {}
+    for n in convs:
+        (c_in, size, _), (c_out, _, k, _) = _chw(graph, n), n.params["weight"].shape
+        stride, pad = n.attrs["strides"][0], n.attrs["pads"][0]
+        key = (c_in, c_out, size, k, stride, pad)
+        if key in specs:
+            specs[key] = ConvLayerSpec(**{**specs[key].__dict__, "repeat": specs[key].repeat + 1})
+        else:
+            name = f"{k}x{k}{f' s{stride}' if stride > 1 else ''} {c_in}->{c_out}"
+            specs[key] = ConvLayerSpec(name, c_in, c_out, size, first // size, k, stride, pad)
+    pool = next(n for n in nodes if n.op == "avgpool")
+    linear = next(n for n in nodes if n.op == "linear")
+    pool_in = _chw(graph, pool)
+    return PatchLayers(tuple(specs.values()), pool_in, pool.attrs["kernel"][0], first // pool_in[1],
+                       tuple(linear.params["weight"].shape))
+
+
+def _chw(graph: Graph, node: Any) -> tuple[int, int, int]:
+    shape = graph.values[node.inputs[0]].shape
+    return tuple(int(d) for d in shape[-3:])  # type: ignore[return-value]
 
 
 def _random_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -27,12 +84,14 @@ def _random_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarr
     return rng.uniform(0.5, 1.0, shape)
 
 
-def pcnn_count_table(slots: int = 32768, seed: int = 0) -> list[dict[str, Any]]:
-    """Counts per layer of one CryptoFaceNet patch network: our plan vs MPCNN's.
+def pcnn_count_table(slots: int = 32768, seed: int = 0, layers: PatchLayers | None = None) -> list[dict[str, Any]]:
+    """Counts per layer of one patch network (CryptoFaceNet4's by default): our plan vs MPCNN's.
 
-    Rows: the 13 convolutions (`repeat` says how many share a shape), the 8²→2² average
-    pool and the 256→256 linear layer. Counts depend on shapes only, so weights are random.
+    Rows: the convolutions (`repeat` says how many share a shape), the average pool and the
+    linear layer. MPCNN has a closed formula for convolutions only, so its pool and linear
+    columns are empty (docs/packing.md gives counts replayed from CryptoFace's code).
     """
+    layers = layers or patch_layers()
     rng = np.random.default_rng(seed)
     table: list[dict[str, Any]] = []
 
@@ -49,19 +108,19 @@ def pcnn_count_table(slots: int = 32768, seed: int = 0) -> list[dict[str, Any]]:
             }
         )
 
-    for spec in CRYPTOFACENET_PCNN_CONVS:
+    for spec in layers.convs:
         layout = Layout.multiplexed(spec.c_in, spec.size, spec.size, slots, spec.gap_in)
         w = _random_weight(rng, (spec.c_out, spec.c_in, spec.kernel, spec.kernel))
         plan = plan_linear_transform(conv2d_map(layout, w, stride=spec.stride, pads=spec.pad, name=spec.name))
         m = mpcnn_conv_counts(spec.c_in, spec.c_out, spec.size, spec.size, spec.kernel, spec.stride, slots, spec.gap_in)
         row(spec.name, plan, spec.repeat, (m.rotations, m.plaintext_mults), m.levels)
-    pool_in = Layout.multiplexed(64, 8, 8, slots, 4)
-    pool = avgpool_map(pool_in, 4, 4, name="avgpool 8x8->2x2")
-    # MPCNN's pool and linear counts are replays at n = 32768 only (PACKING.md §2.4).
-    replayed = slots == 32768
-    row(pool.name, plan_linear_transform(pool), 1, MPCNN_AVGPOOL_8_TO_2_COUNTS if replayed else None, 1)
-    gemm = gemm_map(pool.out_layout, _random_weight(rng, (256, 256)), name="linear 256->256")
-    row(gemm.name, plan_linear_transform(gemm), 1, MPCNN_LINEAR_256_COUNTS if replayed else None, 1)
+    c, h, w = layers.pool_in
+    k = layers.pool_kernel
+    pool = avgpool_map(Layout.multiplexed(c, h, w, slots, layers.pool_gap_in), k, k, name=f"avgpool {h}x{w}->{h // k}x{w // k}")
+    row(pool.name, plan_linear_transform(pool), 1, None, 1)
+    f_out, f_in = layers.linear
+    gemm = gemm_map(pool.out_layout, _random_weight(rng, (f_out, f_in)), name=f"linear {f_in}->{f_out}")
+    row(gemm.name, plan_linear_transform(gemm), 1, None, 1)
     return table
 
 
@@ -85,12 +144,13 @@ def format_count_table(table: list[dict[str, Any]], slots: int) -> str:
             f"| {r['rotations']} ({r['baby']}+{r['giant']}+{r['replication']}) | {r['mults']} | {r['levels']} "
             f"| {_cell(r['mpcnn_rotations'])} | {_cell(r['mpcnn_mults'])} | {r['mpcnn_levels']} |"
         )
-        if "pool" not in r["layer"] and "linear" not in r["layer"]:
+        if r["mpcnn_rotations"] is not None:
             for key in tot:
                 tot[key] += r[key] * r["repeat"]
+    convs = sum(r["repeat"] for r in table if r["mpcnn_rotations"] is not None)
     lines.append(
-        f"| **all 13 convs** | | | | | **{tot['rotations']}** | **{tot['mults']}** | 13 "
-        f"| **{tot['mpcnn_rotations']}** | **{tot['mpcnn_mults']}** | 26 |"
+        f"| **all {convs} convs** | | | | | **{tot['rotations']}** | **{tot['mults']}** | {convs} "
+        f"| **{tot['mpcnn_rotations']}** | **{tot['mpcnn_mults']}** | {2 * convs} |"
     )
     return "\n".join(lines)
 
@@ -98,9 +158,11 @@ def format_count_table(table: list[dict[str, Any]], slots: int) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m cryptoface.compile.count_table", description=__doc__.split("\n")[0])
     ap.add_argument("--slots", type=int, action="append", help="slot count(s) (default: 16384 and 32768)")
+    ap.add_argument("--model", default="cryptofacenet4", help="shipped model name or .onnx path (default: cryptofacenet4)")
     args = ap.parse_args(argv)
+    layers = patch_layers(args.model)
     for slots in args.slots or [16384, 32768]:
-        print(format_count_table(pcnn_count_table(slots), slots))
+        print(format_count_table(pcnn_count_table(slots, layers=layers), slots))
         print()
 
 

@@ -7,7 +7,9 @@ global avgpool and Gemm:
 (b) the BSGS schedule, in numpy and encrypted on the simulator backend, equals it; the
     encrypted tolerance is max abs error < 1e-3 for inputs and weights in [-1, 1], and the
     evaluation uses exactly one level;
-(c) rotations per conv layer <= MPCNN's count for the same layer (both printed, `pytest -s`).
+(c) the reported counts are what evaluation does (counted on the context) and the diagonal
+    counts equal a numpy count of the slot matrix's generalized diagonals;
+(d) rotations per conv layer <= MPCNN's count for the same layer (both printed, `pytest -s`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from hypothesis import strategies as st
 
 from cryptoface.backend import HEContext
 from cryptoface.program.layout import Layout, LayoutError
-from cryptoface.compile.count_table import format_count_table, pcnn_count_table
+from cryptoface.compile.count_table import format_count_table, patch_layers, pcnn_count_table
 from cryptoface.compile.linear_maps import LinearMap, avgpool_map, conv2d_map, gemm_map, global_avgpool_map
 from cryptoface.compile.linear_transform import plan_linear_transform
-from cryptoface.compile.mpcnn import CRYPTOFACENET_PCNN_CONVS, mpcnn_conv_counts
+from cryptoface.compile.mpcnn import mpcnn_conv_counts
 from cryptoface.params import CKKSParams, next_pow2
 from cryptoface.simulator import SimulatorEngine
 
@@ -87,11 +89,12 @@ def check_map(lmap: LinearMap, x: np.ndarray, expected: np.ndarray, encrypted: b
 
 
 # ---- convolutions ------------------------------------------------------------------------
-# (c_in, c_out, size, gap_in, kernel, stride): every CryptoFaceNet conv shape with the image
-# reduced 4x (so slots shrink 16x: fast on the simulator), plus the stem at full size.
-REDUCED_CONVS = [
-    (s.c_in, s.c_out, s.size // 4, s.gap_in, s.kernel, s.stride) for s in CRYPTOFACENET_PCNN_CONVS
-]
+# Every conv shape of a CryptoFaceNet4 patch network, read from the shipped model.
+PATCH = patch_layers("cryptofacenet4")
+CONVS = PATCH.convs
+# (c_in, c_out, size, gap_in, kernel, stride): those shapes with the image reduced 4x (so
+# slots shrink 16x: fast on the simulator), plus two layers at full size.
+REDUCED_CONVS = [(s.c_in, s.c_out, s.size // 4, s.gap_in, s.kernel, s.stride) for s in CONVS]
 
 
 def slots_for(c, size, gap):
@@ -111,7 +114,7 @@ def test_conv_reduced_matrix_bsgs_and_encrypted(c_in, c_out, size, gap, kernel, 
     check_map(m, x, ref_conv(x, w, stride, kernel // 2) + b[:, None, None])
 
 
-@pytest.mark.parametrize("spec", [CRYPTOFACENET_PCNN_CONVS[0], CRYPTOFACENET_PCNN_CONVS[5]], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [CONVS[0], CONVS[5]], ids=lambda s: s.name)
 def test_conv_full_size_matrix(spec):
     """Full-size layers, matrix and numpy BSGS only (the encrypted run is slow-marked)."""
     rng = np.random.default_rng(7)
@@ -123,7 +126,7 @@ def test_conv_full_size_matrix(spec):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", CRYPTOFACENET_PCNN_CONVS, ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", CONVS, ids=lambda s: s.name)
 def test_conv_full_size_encrypted(spec):
     rng = np.random.default_rng(11)
     lay = Layout.multiplexed(spec.c_in, spec.size, spec.size, 32768, spec.gap_in)
@@ -221,14 +224,44 @@ def test_bsgs_equals_matrix_for_random_sparse_maps(e, nnz, seed, force):
     assert len(plan.diagonals) == np.unique((cols - rows) % plan.block_rows).size
 
 
-def test_plan_reports_keys_and_counts():
+class CountingContext:
+    """An HEContext that counts what a plan really asks of it (rotations by step)."""
+
+    def __init__(self, ctx: HEContext):
+        self.ctx, self.rotations, self.mul_plain_calls = ctx, [], 0
+
+    def __getattr__(self, name):
+        return getattr(self.ctx, name)
+
+    def rotate(self, ct, step):
+        self.rotations.append(step)
+        return self.ctx.rotate(ct, step)
+
+    def rotate_many(self, ct, steps):
+        self.rotations += [s for s in steps if s]
+        return self.ctx.rotate_many(ct, steps)
+
+    def mul_plain(self, ct, pt, *args, **kwargs):
+        self.mul_plain_calls += 1
+        return self.ctx.mul_plain(ct, pt, *args, **kwargs)
+
+
+def test_reported_counts_and_keys_are_what_evaluation_does():
+    rng = np.random.default_rng(4)
     lay = Layout.multiplexed(16, 8, 8, 2048, 1)
-    plan = plan_linear_transform(conv2d_map(lay, np.ones((16, 16, 3, 3)), np.ones(16), 1, 1))
+    w, b = rng.uniform(-1, 1, (16, 16, 3, 3)), rng.uniform(-1, 1, 16)
+    m = conv2d_map(lay, w, b, 1, 1)
+    plan = plan_linear_transform(m)
+    ctx = CountingContext(simulator(2048, plan.rotation_steps))
+    x = rng.uniform(-1, 1, (16, 8, 8))
+    ct = ctx.encrypt(lay.pack(x))
+    y = plan.evaluate(ctx, ct)
     c = plan.counts
-    assert c.rotations == len(plan.baby_steps) + len(plan.giant_steps) + len(plan.replication_steps)
-    assert c.plaintext_mults == len(plan.diagonals) and c.levels == 1 and c.plaintext_additions == 1
-    assert set(plan.rotation_steps) == set(plan.baby_steps) | set(plan.giant_steps) | set(plan.replication_steps)
-    assert all(0 < s < 2048 for s in plan.rotation_steps)
+    assert c.rotations == len(ctx.rotations) and c.plaintext_mults == ctx.mul_plain_calls
+    assert c.levels == ct.level - y.level == 1
+    # keys: every step evaluation used, and no key it never uses
+    assert set(ctx.rotations) == set(plan.rotation_steps)
+    assert np.abs(m.out_layout.unpack(ctx.decrypt(y)) - ref_conv(x, w, 1, 1) - b[:, None, None]).max() < CKKS_TOL
 
 
 def test_emitted_program_runs_on_the_interpreter_like_evaluate():
@@ -256,47 +289,73 @@ def test_emitted_program_runs_on_the_interpreter_like_evaluate():
     assert np.abs(m.out_layout.unpack(ctx.decrypt(y)) - ref_conv(x, w, 2, 1) - b[:, None, None]).max() < CKKS_TOL
 
 
-# ---- counts against PACKING.md §2.4 and MPCNN -----------------------------------------------
-# MPCNN (rotations, mults) at n = 32768, and the Orion-style diagonal counts, from §2.4.
-PACKING_TABLE = {
-    "stem 3->16": ((28, 34), 144),
-    "16->16": ((56, 88), 144),
-    "16->32 s2": ((106, 176), 128),
-    "1x1 s2 16->32": ((98, 48), 32),
-    "32->32": ((82, 104), 392),
-    "32->64 s2": ((158, 208), 324),
-    "1x1 s2 32->64": ((150, 80), 100),
-    "64->64": ((126, 136), 900),
+# ---- counts against numpy and MPCNN -------------------------------------------------------
+def numpy_diagonals(in_layout: Layout, out_layout: Layout, pairs_in: np.ndarray, pairs_out: np.ndarray, block_rows: int) -> int:
+    """Distinct generalized diagonals (in_slot - out_slot mod block_rows) of a slot matrix
+    whose non-zeros join tensor elements pairs_in[k] -> pairs_out[k] (flat indices)."""
+    src = in_layout.slot_indices().reshape(-1)[pairs_in]
+    dst = out_layout.slot_indices().reshape(-1)[pairs_out]
+    return np.unique((src - dst) % block_rows).size
+
+
+def conv_pairs(c_in, c_out, size, kernel, stride, pad):
+    """(input element, output element) for every weight tap that lands inside the image."""
+    ho = (size + 2 * pad - kernel) // stride + 1
+    o, c, i, j, di, dj = np.meshgrid(*(np.arange(n) for n in (c_out, c_in, ho, ho, kernel, kernel)), indexing="ij")
+    h, w = i * stride - pad + di, j * stride - pad + dj
+    ok = (h >= 0) & (h < size) & (w >= 0) & (w < size)
+    return ((c * size + h) * size + w)[ok], ((o * ho + i) * ho + j)[ok]
+
+
+@pytest.fixture(scope="module")
+def table32768():
+    return pcnn_count_table(32768, layers=PATCH)
+
+
+def test_diagonal_counts_equal_a_numpy_count(table32768):
+    rng = np.random.default_rng(12)
+    for spec, row in zip(CONVS, table32768):
+        assert row["layer"] == spec.name
+        m = conv2d_map(Layout.multiplexed(spec.c_in, spec.size, spec.size, 32768, spec.gap_in),
+                       rng.uniform(0.5, 1, (spec.c_out, spec.c_in, spec.kernel, spec.kernel)), None, spec.stride, spec.pad)
+        pin, pout = conv_pairs(spec.c_in, spec.c_out, spec.size, spec.kernel, spec.stride, spec.pad)
+        assert row["diagonals"] == numpy_diagonals(m.in_layout, m.out_layout, pin, pout, row["block_rows"]), spec.name
+    pool_row, linear_row = table32768[-2:]
+    c, h, _ = PATCH.pool_in
+    pool = avgpool_map(Layout.multiplexed(c, h, h, 32768, PATCH.pool_gap_in), PATCH.pool_kernel, PATCH.pool_kernel)
+    k = PATCH.pool_kernel
+    # an average pool is a depthwise conv with a k x k box
+    pin, pout = conv_pairs(1, 1, h, k, k, 0)
+    pin = (np.arange(c)[:, None] * h * h + pin).reshape(-1)
+    pout = (np.arange(c)[:, None] * (h // k) ** 2 + pout).reshape(-1)
+    assert pool_row["diagonals"] == numpy_diagonals(pool.in_layout, pool.out_layout, pin, pout, pool_row["block_rows"])
+    f_out, f_in = PATCH.linear
+    gemm = gemm_map(pool.out_layout, np.ones((f_out, f_in)))
+    pin, pout = (a.reshape(-1) for a in np.meshgrid(np.arange(f_in), np.arange(f_out)))
+    assert linear_row["diagonals"] == numpy_diagonals(gemm.in_layout, gemm.out_layout, pin, pout, linear_row["block_rows"])
+
+
+# MPCNN's (rotations, ct×pt mults) at n = 32768, counted off the loops of CryptoFace's
+# multiplexed_parallel_convolution_seal; 1276 / 1442 over the 13 convolutions.
+MPCNN_REFERENCE = {
+    "3x3 3->16": (28, 34), "3x3 16->16": (56, 88), "3x3 s2 16->32": (106, 176), "1x1 s2 16->32": (98, 48),
+    "3x3 32->32": (82, 104), "3x3 s2 32->64": (158, 208), "1x1 s2 32->64": (150, 80), "3x3 64->64": (126, 136),
 }
 
 
-def test_mpcnn_counts_reproduce_packing_table():
+def test_mpcnn_formula_gives_the_counts_of_cryptoface_code():
     total = [0, 0]
-    for s in CRYPTOFACENET_PCNN_CONVS:
+    for s in CONVS:
         m = mpcnn_conv_counts(s.c_in, s.c_out, s.size, s.size, s.kernel, s.stride, 32768, s.gap_in)
-        assert (m.rotations, m.plaintext_mults) == PACKING_TABLE[s.name][0], s.name
+        assert (m.rotations, m.plaintext_mults) == MPCNN_REFERENCE[s.name], s.name
         total[0] += s.repeat * m.rotations
         total[1] += s.repeat * m.plaintext_mults
     assert total == [1276, 1442]
 
 
-@pytest.fixture(scope="module")
-def table32768():
-    return pcnn_count_table(32768)
-
-
-def test_diagonal_counts_match_packing_table(table32768):
-    for r in table32768:
-        if r["layer"] in PACKING_TABLE:
-            assert r["diagonals"] == PACKING_TABLE[r["layer"]][1], r["layer"]
-    assert sum(r["diagonals"] * r["repeat"] for r in table32768 if r["layer"] in PACKING_TABLE) == 4892
-    pool, linear = table32768[-2], table32768[-1]
-    assert (pool["diagonals"], linear["diagonals"]) == (121, 256)  # §2.4: 121 and hybrid 256
-
-
 @pytest.mark.parametrize("slots", [16384, 32768])
 def test_rotations_per_layer_at_most_mpcnn(slots, table32768):
-    table = table32768 if slots == 32768 else pcnn_count_table(slots)
+    table = table32768 if slots == 32768 else pcnn_count_table(slots, layers=PATCH)
     print()
     print(format_count_table(table, slots))
     for r in table:
