@@ -134,18 +134,25 @@ def test_engine_pickles_with_its_keys(ctx: HEContext, x) -> None:
 
 
 def test_bad_bytes_raise_instead_of_crashing(ctx: HEContext) -> None:
-    engine = ctx.engine
-    for junk in (b"", b"CFPYFHEL1" + b"\xff" * 40, engine.serialize()[:200]):
-        with pytest.raises(Exception):
-            PyfhelEngine.deserialize(junk, PARAMS, STEPS)
-    ct_bytes = engine.serialize_ciphertext(ctx.encrypt([0.5]).raw)
-    for junk in (ct_bytes[:64], ct_bytes[:100] + b"\x00" * 100, b"\x5e\xa1" + b"\xff" * 200):
-        with pytest.raises(Exception):
-            engine.deserialize_ciphertext(junk)
-    # A context for other parameters does not load under these ones.
-    other = CKKSParams(ring_dim=8192, depth=2, scale_bits=35, first_mod_bits=50, special_mod_bits=50, slots=16)
+    """The engine raises the library's or its own parse error (the contract lets HEContext
+    turn it into a SerializationError); through HEContext, under a valid MAC, it is exactly
+    that, caused by the engine's error."""
     from cryptoface import wire
 
+    engine = ctx.engine
+    for junk in (b"", b"CFPYFHEL1" + b"\xff" * 40, engine.serialize()[:200]):
+        with pytest.raises((ValueError, RuntimeError)):
+            PyfhelEngine.deserialize(junk, PARAMS, STEPS)
+    sealed = ctx.serialize_ciphertext(ctx.encrypt([0.5]))
+    header, ct_bytes = wire.unseal(sealed, "ciphertext", ctx.mac_key)
+    for junk in (ct_bytes[:64], ct_bytes[:100] + b"\x00" * 100, b"\x5e\xa1" + b"\xff" * 200):
+        with pytest.raises((ValueError, RuntimeError)):
+            engine.deserialize_ciphertext(junk)
+        with pytest.raises(SerializationError) as refused:
+            ctx.deserialize_ciphertext(wire.seal("ciphertext", header, junk, ctx.mac_key))
+        assert type(refused.value) is SerializationError and isinstance(refused.value.__cause__, (ValueError, RuntimeError))
+    # A context for other parameters does not load under these ones.
+    other = CKKSParams(ring_dim=8192, depth=2, scale_bits=35, first_mod_bits=50, special_mod_bits=50, slots=16)
     other_ctx = HEContext.create(PyfhelEngine, other, [1])
     header, payload = wire.unseal(other_ctx.serialize(), "context", other_ctx.mac_key)
     header["params"]["depth"] = 3  # re-sealed by the key holder: the SEAL context bytes disagree
