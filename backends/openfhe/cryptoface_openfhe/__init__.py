@@ -53,7 +53,7 @@ from .parse_worker import CONTEXT_PARTS, ParseWorker
 __all__ = ["OpenFHEEngine", "OPENFHE_MAX_LOG_QP_128"]
 
 # Largest log2(QP) OpenFHE 1.6.1 accepts at HEStd_128_classic with a uniform ternary secret,
-# measured by bisection on GenCryptoContext (tests/test_openfhe.py, marked slow): one bit
+# measured on GenCryptoContext (tests/test_openfhe.py checks each bound and one bit more): one bit
 # below each entry of the HE standard table, i.e. OpenFHE refuses log QP == the table value.
 OPENFHE_MAX_LOG_QP_128: dict[int, int] = {
     1024: 26,

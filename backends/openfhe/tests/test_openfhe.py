@@ -21,7 +21,7 @@ from cryptoface.backend import HEContext
 from cryptoface.errors import CapabilityError, InsecureParametersError, MissingSecretKeyError, ParameterError, SerializationError
 from cryptoface.params import BootstrapConfig, CKKSParams
 from cryptoface.plugins import get_plugins
-from cryptoface_openfhe import OPENFHE_MAX_LOG_QP_128, OpenFHEEngine, _make_context
+from cryptoface_openfhe import OpenFHEEngine, _make_context
 from cryptoface_openfhe.blob import pack_parts, unpack_parts
 
 ATOL = 1e-5
@@ -81,7 +81,7 @@ def test_registered_and_available() -> None:
     assert caps.library == "OpenFHE" and caps.bootstrapping and caps.hoisted_rotations
     assert caps.rescale == "manual" and caps.thread_control
     assert caps.ring_dims == tuple(2**k for k in range(10, 18))
-    assert caps.max_log_qp_128 == OPENFHE_MAX_LOG_QP_128
+    assert set(caps.max_log_qp_128) == set(caps.ring_dims)  # values: checked against OpenFHE below
 
 
 def test_bootstrap_depth_matches_openfhe() -> None:
@@ -378,35 +378,48 @@ def test_openfhe_enforces_128_bit_and_refuses_rather_than_growing_the_ring() -> 
     assert OpenFHEEngine.refuses(q) is None
 
 
-@pytest.mark.slow
-def test_security_table_is_what_openfhe_enforces() -> None:
-    """Bisection on GenCryptoContext with BV key switching (no P: OpenFHE's log QP estimate is
-    then exactly first_mod_bits + depth*scale_bits). About 20 s."""
+def openfhe_accepts_at_128_bit(n: int, log_q: int) -> bool:
+    """Does OpenFHE's own HEStd_128_classic check accept ring n with a log_q-bit modulus? BV key
+    switching (no P), so OpenFHE's log QP is exactly first_mod_bits + depth*scale_bits."""
     import openfhe as o
 
-    def accepted(n: int, q: int) -> bool:
-        if q <= 60:
-            d, sb, fm = 0, 14, q
-        else:
-            d, sb, fm = next((d, sb, q - d * sb) for d in range(1, 200) for sb in range(59, 13, -1) if sb < q - d * sb <= 60)
-        p = o.CCParamsCKKSRNS()
-        p.SetMultiplicativeDepth(d)
-        p.SetScalingModSize(sb)
-        p.SetFirstModSize(fm)
-        p.SetRingDim(n)
-        p.SetBatchSize(8)
-        p.SetScalingTechnique(o.FIXEDMANUAL)
-        p.SetSecurityLevel(o.HEStd_128_classic)
-        p.SetKeySwitchTechnique(o.BV)
-        try:
-            o.GenCryptoContext(p)
-            return True
-        except RuntimeError as exc:
-            assert "does not comply" in str(exc)
-            return False
+    if log_q <= 60:
+        d, sb, fm = 0, 14, log_q
+    else:
+        d, sb, fm = next((d, sb, log_q - d * sb) for d in range(1, 200) for sb in range(59, 13, -1) if sb < log_q - d * sb <= 60)
+    p = o.CCParamsCKKSRNS()
+    p.SetMultiplicativeDepth(d)
+    p.SetScalingModSize(sb)
+    p.SetFirstModSize(fm)
+    p.SetRingDim(n)
+    p.SetBatchSize(8)
+    p.SetScalingTechnique(o.FIXEDMANUAL)
+    p.SetSecurityLevel(o.HEStd_128_classic)
+    p.SetKeySwitchTechnique(o.BV)
+    try:
+        o.GenCryptoContext(p)
+        return True
+    except RuntimeError as exc:
+        assert "does not comply" in str(exc)
+        return False
 
-    for n, bound in OPENFHE_MAX_LOG_QP_128.items():
-        assert accepted(n, bound) and not accepted(n, bound + 1), n
+
+def _check_security_table(ring_dims) -> None:
+    caps = OpenFHEEngine.capabilities()
+    for n in ring_dims:
+        bound = caps.max_log_qp_128[n]
+        assert openfhe_accepts_at_128_bit(n, bound) and not openfhe_accepts_at_128_bit(n, bound + 1), n
+
+
+def test_security_table_is_what_openfhe_enforces_small_rings() -> None:
+    """The capabilities' 128-bit bounds are OpenFHE's: it accepts each and refuses one more bit."""
+    _check_security_table([n for n in OpenFHEEngine.capabilities().ring_dims if n <= 16384])
+
+
+@pytest.mark.slow
+def test_security_table_is_what_openfhe_enforces_large_rings() -> None:
+    """The same at N = 2^15..2^17 (about 20 s)."""
+    _check_security_table([n for n in OpenFHEEngine.capabilities().ring_dims if n > 16384])
 
 
 def test_a_release_waits_for_running_evaluations() -> None:
