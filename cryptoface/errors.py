@@ -62,6 +62,10 @@ class MissingSecretKeyError(CryptofaceError):
     """Decryption was attempted with an evaluation (server) context."""
 
 
+class DecryptionError(CryptofaceError):
+    """The library could not decode a decrypted ciphertext: its values outgrew the modulus."""
+
+
 class SerializationError(CryptofaceError):
     """Bytes that are not a valid cryptoface object: corrupted, truncated or foreign."""
 

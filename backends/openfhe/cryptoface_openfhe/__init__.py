@@ -35,6 +35,7 @@ import numpy as np
 from cryptoface.backend import SCALE_RTOL, Capabilities, Engine
 from cryptoface.errors import (
     CapabilityError,
+    DecryptionError,
     InsecureParametersError,
     MissingSecretKeyError,
     ParameterError,
@@ -433,9 +434,17 @@ class OpenFHEEngine(Engine):
     def decrypt(self, ct: Any) -> np.ndarray:
         if self._secret_key is None:
             raise MissingSecretKeyError("OpenFHE evaluation context without secret key cannot decrypt")
-        pt = self.cc.Decrypt(self._secret_key, ct)
-        pt.SetLength(self.params.slots)
-        return np.array(pt.GetRealPackedValue(), dtype=np.float64)
+        try:
+            pt = self.cc.Decrypt(self._secret_key, ct)
+            pt.SetLength(self.params.slots)
+            return np.array(pt.GetRealPackedValue(), dtype=np.float64)
+        except RuntimeError as exc:
+            if "approximation error is too high" in str(exc):  # OpenFHE's decode check
+                raise DecryptionError(
+                    "decryption gave no usable values (OpenFHE: approximation error is too high): they outgrew "
+                    "what the modulus holds, or the ciphertext is another key's"
+                ) from None
+            raise DecryptionError(f"OpenFHE could not decrypt: {str(exc).strip().splitlines()[-1]}") from None
 
     def add(self, a: Any, b: Any) -> Any:
         return self.cc.EvalAdd(a, b)

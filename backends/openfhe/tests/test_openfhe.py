@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 
 from cryptoface.backend import HEContext
-from cryptoface.errors import CapabilityError, InsecureParametersError, MissingSecretKeyError, ParameterError, SerializationError
+from cryptoface.errors import (
+    CapabilityError,
+    DecryptionError,
+    InsecureParametersError,
+    MissingSecretKeyError,
+    ParameterError,
+    SerializationError,
+)
 from cryptoface.params import BootstrapConfig, CKKSParams
 from cryptoface.plugins import get_plugins
 from cryptoface_openfhe import OpenFHEEngine, _make_context
@@ -359,6 +366,16 @@ def test_ciphertext_from_another_key_is_refused(ctx: HEContext, x) -> None:
     other = HEContext.create(OpenFHEEngine, small_params(), [1])
     with pytest.raises(ValueError, match="another OpenFHE key"):
         ctx.engine.deserialize_ciphertext(other.engine.serialize_ciphertext(other.encrypt(x).raw))
+
+
+def test_undecodable_values_are_one_clear_error(ctx: HEContext, x) -> None:
+    """OpenFHE's decode refuses garbage with a RuntimeError ("approximation error is too
+    high"); the engine reports it as a DecryptionError of one line. Another key's ciphertext,
+    decrypted behind HEContext's key-set check, is such garbage."""
+    other = HEContext.create(OpenFHEEngine, small_params(), [1])
+    with pytest.raises(DecryptionError, match="approximation error is too high") as refused:
+        ctx.engine.decrypt(other.encrypt(x).raw)
+    assert type(refused.value) is DecryptionError and "\n" not in str(refused.value)
 
 
 # ---- security ---------------------------------------------------------------------------------------
