@@ -170,22 +170,41 @@ def demo(backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Ba
     cos = float(emb @ ref_emb / (np.linalg.norm(emb) * np.linalg.norm(ref_emb)))
     console.print(f"   client decrypts: {np.array2string(emb[:5], precision=4)}")
     console.print(f"   numpy reference: {np.array2string(ref_emb[:5], precision=4)}")
-    console.print(f"   max abs error {np.max(np.abs(emb - ref_emb)):.2e}, cosine similarity {cos:.7f}")
+    console.print(f"   max abs error {np.max(np.abs(emb - ref_emb)):.2e} (predicted at most "
+                  f"{rep['predicted_max_error']:.2e}), cosine similarity {cos:.7f}")
 
 
-def _compile(model: str, backend: Optional[str], config_path: Optional[Path], insecure: bool = False):
+MaxDepthOpt = typer.Option(None, "--max-depth", min=1, help="Cap the levels a ciphertext may use (forces bootstraps; for studies).")
+PrecisionOpt = typer.Option(None, "--max-relative-error", min=0.0,
+                            help="Precision target: largest predicted ||error||/||output|| (default 5e-4).")
+KeyMemoryOpt = typer.Option(None, "--key-memory-gb", min=0.0, help="Key-memory budget in GiB (default 12, stated in the plan).")
+
+
+def _compile_options(bundle, insecure: bool, max_depth: Optional[int] = None, max_relative_error: Optional[float] = None,
+                     key_memory_gb: Optional[float] = None):
+    from .compile.pipeline import CompileOptions
+    from .compile.precision import PrecisionTarget
+
+    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure, max_depth=max_depth,
+                          key_budget=None if key_memory_gb is None else int(key_memory_gb * 2**30))
+    if max_relative_error is not None:
+        opts.precision = PrecisionTarget(max_relative_error=max_relative_error)
+    return opts
+
+
+def _compile(model: str, backend: Optional[str], config_path: Optional[Path], insecure: bool = False, **options):
     from .config import resolve
     from .models import load_bundle
     from .plugins import get_plugins
 
     cfg = resolve(backend, config_path, insecure_flag=insecure)  # before the compiler's imports: fast errors
-    from .compile.pipeline import CompileOptions, compile_model
+    from .compile.pipeline import compile_model
 
     if cfg.insecure_test_params:
         _insecure_banner(cfg.insecure_source)
     bundle = load_bundle(model)
     engine = get_plugins().get(cfg.backend)
-    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=cfg.insecure_test_params)
+    opts = _compile_options(bundle, cfg.insecure_test_params, **options)
     return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
 
 
@@ -234,10 +253,15 @@ def plan(
     config_path: Optional[Path] = ConfigOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the plan report as JSON."),
     insecure: bool = InsecureOpt,
+    max_depth: Optional[int] = MaxDepthOpt,
+    max_relative_error: Optional[float] = PrecisionOpt,
+    key_memory_gb: Optional[float] = KeyMemoryOpt,
 ) -> None:
-    """Compile a model for a backend and print the plan: parameters, levels, bootstraps, keys, counts."""
+    """Compile a model for a backend and print the plan: parameters, levels, bootstraps, keys, counts,
+    and the predicted output error."""
     try:
-        _, _, cm = _compile(model, backend, config_path, insecure)
+        _, _, cm = _compile(model, backend, config_path, insecure, max_depth=max_depth,
+                            max_relative_error=max_relative_error, key_memory_gb=key_memory_gb)
     except CryptofaceError as exc:
         _fail(exc)
     rep = cm.program.report
@@ -256,6 +280,16 @@ def plan(
     fits = "fits" if rep["key_memory_fits"] else "DOES NOT FIT"
     console.print(f"predicted key memory {rep['key_memory_bytes'] / gib:.2f} GiB ({rep['key_switch_key_bytes'] / 2**20:.0f} MiB "
                   f"per key): {fits} in the budget of {rep['key_memory_budget_bytes'] / gib:.1f} GiB")
+    boot = rep.get("bootstrap_option")
+    if boot:
+        console.print(f"bootstrapping: level budget {tuple(boot['level_budget'])}, {boot['iterations']} iteration(s), "
+                      f"{boot['precision_bits']:.0f} bits, {rep['levels_after_bootstrap']} levels after each, "
+                      f"{boot['rotation_keys']} bootstrap keys")
+    by = ", ".join(f"{k} {v:.1e}" for k, v in rep["predicted_error_by_source"].items() if v)
+    console.print(f"predicted output error: max abs {rep['predicted_max_error']:.2e}, relative "
+                  f"{rep['predicted_relative_error']:.2e} ({by}); target {rep['precision_target_relative']:.0e} relative")
+    for note in rep.get("notes", []):
+        console.print(f"  [dim]{note}[/]", soft_wrap=True)
     table = Table(title="per layer (one patch network)")
     for col in ("layer", "level", "diagonals", "rotations (baby+giant+repl)", "ct x pt", "MPCNN rotations / mults"):
         table.add_column(col)
@@ -273,11 +307,15 @@ def compile_program(
     config_path: Optional[Path] = ConfigOpt,
     output: Path = typer.Option(..., "--output", "-o", help="The program file to write (e.g. small-tenseal.cfp)."),
     insecure: bool = InsecureOpt,
+    max_depth: Optional[int] = MaxDepthOpt,
+    max_relative_error: Optional[float] = PrecisionOpt,
+    key_memory_gb: Optional[float] = KeyMemoryOpt,
 ) -> None:
     """Compile a model for a backend once and write the program file that `infer` and a server
     run without the compiler (versioned; tied to the backend and the model's SHA-256)."""
     try:
-        _, _, cm = _compile(model, backend, config_path, insecure)
+        _, _, cm = _compile(model, backend, config_path, insecure, max_depth=max_depth,
+                            max_relative_error=max_relative_error, key_memory_gb=key_memory_gb)
         digest = cm.program.save(output)
     except CryptofaceError as exc:
         _fail(exc)
@@ -336,7 +374,9 @@ def infer(
             _fail(exc)
         cos = float(emb @ ref / (np.linalg.norm(emb) * np.linalg.norm(ref)))
         console.print(f"reference[:6] = {np.array2string(ref[:6], precision=4)}")
-        console.print(f"max abs error {np.max(np.abs(emb - ref)):.3e}, cosine similarity {cos:.8f}")
+        pred = program.report.get("predicted_max_error")
+        console.print(f"max abs error {np.max(np.abs(emb - ref)):.3e}"
+                      + (f" (predicted at most {pred:.3e})" if pred is not None else "") + f", cosine similarity {cos:.8f}")
 
 
 def _bench_backends(backend: str) -> list[str]:

@@ -81,6 +81,9 @@ def run_one(model: str, backend: str, executor: str = "serial", image_index: int
         "inference_seconds": res.wall_seconds, "primitive_seconds": res.profile.primitive_seconds,
         "constant_seconds": res.profile.constant_seconds, "overhead_ratio": res.overhead_ratio,
         "max_abs_error": float(np.max(np.abs(emb - ref))),
+        "relative_error": float(np.linalg.norm(emb - ref) / np.linalg.norm(ref)),
+        "predicted_max_error": rep.get("predicted_max_error"),
+        "predicted_relative_error": rep.get("predicted_relative_error"),
         "cosine": float(emb @ ref / (np.linalg.norm(emb) * np.linalg.norm(ref))),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "primitive_breakdown_seconds": dict(res.profile.seconds),
@@ -104,7 +107,9 @@ def to_markdown(rows: list[dict], command: str) -> str:
         ("keys", "rotation_keys", "{}"), ("inference s", "inference_seconds", "{:.1f}"),
         ("keygen s", "keygen_seconds", "{:.1f}"), ("peak RSS GB", "peak_rss_bytes", "{:.2f}"),
         ("eval keys MB", "evaluation_context_bytes", "{:.0f}"), ("overhead", "overhead_ratio", "{:.3f}"),
-        ("max abs err", "max_abs_error", "{:.2e}"), ("cosine", "cosine", "{:.7f}"),
+        ("max abs err", "max_abs_error", "{:.2e}"), ("predicted", "predicted_max_error", "{:.2e}"),
+        ("rel err", "relative_error", "{:.2e}"), ("predicted rel", "predicted_relative_error", "{:.2e}"),
+        ("cosine", "cosine", "{:.7f}"),
     ]
     lines = [f"Command: `{command}`", "", "| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:

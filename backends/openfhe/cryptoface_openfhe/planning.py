@@ -95,17 +95,28 @@ def _dnum_candidates(towers: int) -> list[int]:
     return [d for d in [*range(OPENFHE_DEFAULT_DNUM, towers + 1), 2, 1] if d <= towers]
 
 
+# P exceeds the largest digit by this many bits: fitted to where OpenFHE 1.6.1 stops accepting
+# (N=2^16, scales 40/50/59, 2..8 digits; e.g. 5 digits of 24 towers at 59 bits need 6 P primes).
+P_MARGIN_BITS = 5
+
+
 def p_bits(towers: int, dnum: int, scale_bits: int, first_mod_bits: int) -> int:
     """P must exceed the largest digit (q0 and the scale primes grouped with it)."""
     digit_bits = first_mod_bits + (math.ceil(towers / dnum) - 1) * scale_bits
-    return math.ceil((digit_bits + 1) / P_PRIME_BITS) * P_PRIME_BITS
+    return math.ceil((digit_bits + P_MARGIN_BITS) / P_PRIME_BITS) * P_PRIME_BITS
+
+
+def distributes(towers: int, dnum: int) -> bool:
+    """OpenFHE's rule: ceil(towers/dnum) towers per digit must leave the last digit non-empty."""
+    per = math.ceil(towers / dnum)
+    return dnum * per - towers < per
 
 
 def digits_for(chain: int, scale_bits: int, first_mod_bits: int, bound: int) -> int | None:
     """The digit count the engine will use for a chain of `chain` rescale primes, or None."""
     towers = chain + 1
     for d in _dnum_candidates(towers):
-        if first_mod_bits + chain * scale_bits + p_bits(towers, d, scale_bits, first_mod_bits) <= bound:
+        if distributes(towers, d) and first_mod_bits + chain * scale_bits + p_bits(towers, d, scale_bits, first_mod_bits) <= bound:
             return d
     return None
 
