@@ -120,8 +120,9 @@ EXECUTORS = {"serial": SerialExecutor, "threads": ThreadExecutor, "processes": P
 def get_executor(name: str, workers: int = 2, backend: str | None = None) -> Executor:
     """`auto` picks what measured fastest (docs/benchmarks.md, small model, 2 cores): threads
     for OpenFHE (its binding releases the GIL: 15.4 s vs 24.4 s serial), forked processes for
-    the SEAL bindings, which hold the GIL (TenSEAL 10.1 s vs 19.2 s serial, same peak RSS:
-    the keys are shared copy-on-write)."""
+    the SEAL bindings, which hold the GIL (TenSEAL 10.1 s vs 19.2 s serial). The workers share
+    the parent's keys copy-on-write; what they allocate themselves is the "worker peak" that
+    `cryptoface bench inference` reports beside the parent's (`runtime.memory`)."""
     if name == "auto":
         from ..plugins import get_plugins
 
