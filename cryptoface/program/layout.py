@@ -3,7 +3,7 @@
 Two layouts cover CryptoFaceNet:
 
 - **multiplexed with gap k** (MPCNN's `TensorCipher`, Orion's pixel-shuffled "multiplexed
-  gap"; /work/shared/PACKING.md §1.2) for (C, H, W) feature maps. Channel
+  gap") for (C, H, W) feature maps. Channel
   ``ch = k²·u + k·a + b`` puts pixel (y, x) at position (k·y + a, k·x + b) of a
   (k·H)×(k·W) "big image" in block u::
 

@@ -12,7 +12,7 @@ from cryptoface.errors import CompileError
 
 
 def slot_by_formula(ch: int, y: int, x: int, h: int, w: int, k: int) -> int:
-    """PACKING.md §1.2, written out element by element."""
+    """The multiplexed layout's slot formula (program/layout.py), written out element by element."""
     u, rem = divmod(ch, k * k)
     a, b = divmod(rem, k)
     return u * k * k * h * w + (k * y + a) * (k * w) + (k * x + b)
