@@ -380,11 +380,12 @@ def infer(
 
 
 def _bench_backends(backend: str) -> list[str]:
-    """Every available real backend for "all", else the one named (unknown: a ConfigError)."""
+    """Every available real backend for "all", else the ones named, comma-separated (unknown: a
+    ConfigError)."""
     from .plugins import get_plugins
 
     if backend != "all":
-        return [get_plugins().get(backend).name]
+        return [get_plugins().get(b.strip()).name for b in backend.split(",") if b.strip()]
     return [b.name for b in get_plugins().backends() if b.available and b.name != "simulator"]
 
 
@@ -436,7 +437,8 @@ def bench_primitives(
 def bench_inference(
     model: str = typer.Option("small", help="small, cryptofacenet4, a path to an .onnx file, or a program file (not recompiled)."),
     backend: str = typer.Option("all", "--backend", "-b", help="A backend name, or 'all' (every available real backend; a program file's own)."),
-    executor: str = typer.Option("serial", help="serial (the overhead ratio is meaningful only here), threads, processes or auto."),
+    executor: str = typer.Option("serial", help="serial (the overhead ratio is meaningful only here), threads, processes or auto; "
+                                 "several, comma-separated, give one row per backend and executor."),
     json_out: Path = typer.Option(Path("bench-inference.json"), "--json", help="Where to write the JSON results."),
     markdown: Optional[Path] = typer.Option(None, help="Also write the Markdown table into this file (between markers)."),
 ) -> None:
@@ -445,21 +447,32 @@ def bench_inference(
 
     from .program import is_program_file, load_program
 
+    from .errors import ConfigError
+    from .runtime.executors import EXECUTORS
+
+    executors = [e.strip() for e in executor.split(",") if e.strip()]
     try:
         names = [load_program(model).backend] if is_program_file(model) and backend == "all" else _bench_backends(backend)
+        unknown = [e for e in executors if e != "auto" and e not in EXECUTORS]
+        if unknown or not executors:
+            raise ConfigError(f"unknown executor {', '.join(unknown) or executor!r}; choose from auto, {', '.join(sorted(EXECUTORS))}")
     except CryptofaceError as exc:
         _fail(exc)
     rows = []
     for name in names:
-        err_console.print(f"[dim]{model} on {name} ...[/]")
-        rows.append(run_isolated(model, name, executor))
-        r = rows[-1]
-        err_console.print(f"[dim]{name}: {r.get('inference_seconds', float('nan')):.1f} s, cosine {r.get('cosine', float('nan')):.7f} {r.get('error', '')}[/]")
+        for ex in executors:
+            err_console.print(f"[dim]{model} on {name} ({ex}) ...[/]")
+            rows.append(run_isolated(model, name, ex))
+            r = rows[-1]
+            err_console.print(f"[dim]{name}: {r.get('inference_seconds', float('nan')):.1f} s, cosine {r.get('cosine', float('nan')):.7f} {r.get('error', '')}[/]")
     json_out.write_text(json.dumps(rows, indent=2))
     md = to_markdown(rows, _command_line())
     console.print(md)
     if markdown is not None:
-        _write_between_markers(markdown, f"inference-{Path(model).stem}", md)
+        # one marked section per model and executor set, so each table has its own command
+        section = f"inference-{Path(model).stem}" + ("" if executors == ["serial"] else "-" + "-".join(executors))
+        _write_between_markers(markdown, section, md)
+        console.print(f"table written into {markdown} (section {section})")
 
 
 def _write_between_markers(path: Path, name: str, text: str) -> None:

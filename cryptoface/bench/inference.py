@@ -99,7 +99,7 @@ def run_isolated(model: str, backend: str, executor: str = "serial") -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-3:]
-        return {"model": model, "backend": backend, "error": " | ".join(tail)}
+        return {"model": model, "backend": backend, "executor": executor, "error": " | ".join(tail)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -115,10 +115,12 @@ def to_markdown(rows: list[dict], command: str) -> str:
         ("rel err", "relative_error", "{:.2e}"), ("predicted rel", "predicted_relative_error", "{:.2e}"),
         ("cosine", "cosine", "{:.7f}"),
     ]
+    if len({r.get("executor", "serial") for r in rows}) > 1:
+        cols.insert(1, ("executor", "executor", "{}"))
     lines = [f"Command: `{command}`", "", "| " + " | ".join(c[0] for c in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['backend']} | failed: {r['error']} |")
+            lines.append(f"| {r['backend']} ({r.get('executor', 'serial')}) | failed: {r['error']} |")
             continue
         cells = []
         for _, key, fmt in cols:
@@ -127,7 +129,7 @@ def to_markdown(rows: list[dict], command: str) -> str:
                 v = v / 1e9
             if key == "evaluation_context_bytes":
                 v = float("nan") if v is None else v / 1e6
-            cells.append(fmt.format(v))
+            cells.append("–" if v is None else fmt.format(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
