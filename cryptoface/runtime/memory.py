@@ -5,7 +5,9 @@ in the worker, where RUSAGE_SELF never sees it. `RUSAGE_CHILDREN` gives the larg
 the children this process has waited for (a pool's workers, once the pool is closed). A forked
 worker shares the parent's pages copy-on-write, and its RSS counts those shared pages too, so
 the two figures are reported side by side rather than added up: the machine's peak lies
-between the larger of them and their sum over the workers.
+between the larger of them and their sum over the workers. (On Linux a process's figure also
+starts from the peak of the process that launched it, carried across exec: the benchmark
+launches each backend's process from the small CLI process, so that start is small.)
 """
 
 from __future__ import annotations
