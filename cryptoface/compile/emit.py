@@ -1,10 +1,12 @@
 """Lowering: packed ops with assigned levels -> primitive HE instructions (one section).
 
 Reads the level pass's decisions (`LevelAssignment`): every operand is mod-switched to the
-level its op runs at, every multiplication is rescaled at once, and a bootstrapped value is
+level its op runs at, then the op's instructions come from the lowering table
+(`lowering.py`, which also gives the level pass each op's depth), and a bootstrapped value is
 prescaled into the bootstrap's input range (x 1/B, one level), bootstrapped, and scaled back
-(x B, one level). B comes from the bounds pass (`bounds.prescale`): the largest magnitude the
-value takes on the calibration inputs, with a margin, rounded up to a power of two.
+(x B, as doublings: no level). B comes from the bounds pass (`bounds.prescale`): the largest
+magnitude the value takes on the calibration inputs, with a margin, rounded up to a power of
+two.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from ..errors import CompileError
 from .levels import LevelAssignment
+from .lowering import lowering
 from .pack import PackedOp, PackedPartition
 from ..program import ConstantTable, Instr, Section
 
@@ -33,7 +36,7 @@ class SectionEmitter:
         self.switched: dict[tuple[str, int], str] = {}
         self.count = 0
 
-    def _emit(self, ins: Instr) -> str:
+    def instr(self, ins: Instr) -> str:
         assert self.section is not None
         self.section.instrs.append(ins)
         return ins.out
@@ -42,7 +45,7 @@ class SectionEmitter:
         self.count += 1
         return f"{base}~{self.count}"
 
-    def _const(self, key: str, recipe: dict, maker) -> str:
+    def const(self, key: str, recipe: dict, maker) -> str:
         return self.constants.add(key, recipe, maker)
 
     def operand(self, value: str, level: int) -> str:
@@ -54,7 +57,7 @@ class SectionEmitter:
             raise CompileError(f"operand {value!r} at level {have} is below the {level} its consumer runs at")
         key = (value, level)
         if key not in self.switched:
-            self.switched[key] = self._emit(Instr("mod_switch", self._fresh(f"{value}.ms{level}"), (self.at[value],), level=level))
+            self.switched[key] = self.instr(Instr("mod_switch", self._fresh(f"{value}.ms{level}"), (self.at[value],), level=level))
         return self.switched[key]
 
     def partition(self, part: PackedPartition) -> Section:
@@ -66,7 +69,7 @@ class SectionEmitter:
                 if op.name in self.levels.bootstraps:
                     raise CompileError("bootstrapping a fresh input is never useful; encrypt deeper instead")
                 if target < self.encrypt_level:
-                    self.at[op.name] = self._emit(Instr("mod_switch", self._fresh(f"{op.name}.ms"), (op.name,), level=target))
+                    self.at[op.name] = self.instr(Instr("mod_switch", self._fresh(f"{op.name}.ms"), (op.name,), level=target))
                 continue
             out = self.op(op)
             if op.name in self.levels.bootstraps:
@@ -79,42 +82,12 @@ class SectionEmitter:
         return self.section
 
     def op(self, op: PackedOp) -> str:
+        """The op's instructions, from the lowering table, on operands at its level."""
         lvl = self.levels.op_level[op.name]
-        args = [self.operand(i, lvl) for i in op.inputs]
-        name = op.name
-        k = op.kind
-        if k == "linear":
-            assert op.plan is not None
-            return op.plan.emit(self.section, self.constants, args[0], prefix=name)
-        if k == "quadratic":
-            x = args[0]
-            c = self._const(f"{name}.c", {"kind": "channel", "value": name, "coef": "c"}, op.consts["c"])
-            if op.depth == 1:  # x * (x + b) + c
-                b = self._const(f"{name}.b", {"kind": "channel", "value": name, "coef": "b"}, op.consts["b"])
-                t = self._emit(Instr("add_plain", f"{name}.xb", (x,), const=b))
-                m = self._emit(Instr("mul", f"{name}.m", (x, t)))
-            else:  # a * x * (x + b/a) + c: ax costs a level, x meets it one level down
-                a = self._const(f"{name}.a", {"kind": "channel", "value": name, "coef": "a"}, op.consts["a"])
-                ba = self._const(f"{name}.ba", {"kind": "channel", "value": name, "coef": "b/a"}, op.consts["b_over_a"])
-                ax = self._emit(Instr("rescale", f"{name}.axr", (self._emit(Instr("mul_plain", f"{name}.ax", (x,), const=a)),)))
-                xl = self._emit(Instr("mod_switch", f"{name}.xl", (x,), level=lvl - 1))
-                t = self._emit(Instr("add_plain", f"{name}.xb", (xl,), const=ba))
-                m = self._emit(Instr("mul", f"{name}.m", (ax, t)))
-            r = self._emit(Instr("rescale", f"{name}.r", (m,)))
-            return self._emit(Instr("add_plain", f"{name}.out", (r,), const=c))
-        if k == "mul_const":
-            v = self._const(f"{name}.v", {"kind": "channel", "value": name, "coef": "value"}, op.consts["value"])
-            m = self._emit(Instr("mul_plain", f"{name}.m", (args[0],), const=v))
-            return self._emit(Instr("rescale", f"{name}.out", (m,)))
-        if k == "add_const":
-            v = self._const(f"{name}.v", {"kind": "channel", "value": name, "coef": "value"}, op.consts["value"])
-            return self._emit(Instr("add_plain", f"{name}.out", (args[0],), const=v))
-        if k in ("add", "sub"):
-            return self._emit(Instr(k, f"{name}.out", tuple(args)))
-        if k == "mul":
-            m = self._emit(Instr("mul", f"{name}.m", tuple(args)))
-            return self._emit(Instr("rescale", f"{name}.out", (m,)))
-        raise CompileError(f"no lowering for packed op kind {k!r} ({name!r})")
+        emit = lowering(op.kind).emit
+        if emit is None:
+            raise CompileError(f"packed op {op.name!r} ({op.kind}) has nothing to emit")
+        return emit(self, op, [self.operand(i, lvl) for i in op.inputs], lvl)
 
     def bootstrap(self, op: PackedOp, value: str) -> str:
         """x -> (x/B) -> bootstrap -> x: keeps bootstrapping's input inside its range. B is a
@@ -122,17 +95,17 @@ class SectionEmitter:
         bound = self.bounds.get(op.name)
         if bound is None:
             raise CompileError(f"no calibration bound for bootstrapped value {op.name!r}")
-        inv = self._const(f"{op.name}.boot.inv", {"kind": "fill", "value": 1 / bound}, lambda: np.full(self.slots, 1 / bound))
+        inv = self.const(f"{op.name}.boot.inv", {"kind": "fill", "value": 1 / bound}, lambda: np.full(self.slots, 1 / bound))
         n = op.name
-        pre = self._emit(Instr("rescale", f"{n}.pre", (self._emit(Instr("mul_plain", f"{n}.prem", (value,), const=inv)),)))
+        pre = self.instr(Instr("rescale", f"{n}.pre", (self.instr(Instr("mul_plain", f"{n}.prem", (value,), const=inv)),)))
         lvl_pre = self.levels.op_level[n] - op.depth - 1
         if lvl_pre > 0:  # bootstrap from the lowest level: the cheapest input
-            pre = self._emit(Instr("mod_switch", f"{n}.pre0", (pre,), level=0))
-        boot = self._emit(Instr("bootstrap", f"{n}.boot", (pre,)))
+            pre = self.instr(Instr("mod_switch", f"{n}.pre0", (pre,), level=0))
+        boot = self.instr(Instr("bootstrap", f"{n}.boot", (pre,)))
         out = boot
         for k in range(int(round(math.log2(bound)))):  # x B by doublings: exact, no level
-            out = self._emit(Instr("add", f"{n}.post{k}", (out, out)))
+            out = self.instr(Instr("add", f"{n}.post{k}", (out, out)))
         target = self.levels.assigned[n]
         if target < self.levels.available[n]:
-            out = self._emit(Instr("mod_switch", f"{n}.postms", (out,), level=target))
+            out = self.instr(Instr("mod_switch", f"{n}.postms", (out,), level=target))
         return out

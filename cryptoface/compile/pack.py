@@ -14,7 +14,8 @@ value they meet, replicated with that value's period (BSGS "hybrid" outputs are 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from ..ir.graph import Graph, Node
 from ..program.layout import Layout
 from .linear_maps import LinearMap, avgpool_map, conv2d_map, gemm_map, global_avgpool_map
 from .linear_transform import LinearTransformPlan, plan_linear_transform
+from .lowering import lowering
 
 
 @dataclass
@@ -30,15 +32,19 @@ class PackedOp:
     """One HE-level op producing the ciphertext `name` (an IR value name)."""
 
     name: str
-    kind: str  # input | linear | quadratic | mul_const | add_const | add | sub | mul | neg
+    kind: str  # a key of lowering.LOWERINGS: input | linear | quadratic | mul_const | ...
     inputs: tuple[str, ...]
     layout: Layout
     period: int  # the value repeats every `period` slots (slots = no repetition)
-    depth: int
     plan: LinearTransformPlan | None = None
     consts: dict[str, Callable[[], np.ndarray]] = field(default_factory=dict)
     ir_nodes: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)  # e.g. a conv's kernel and stride, for the report
+
+    @property
+    def depth(self) -> int:
+        """Levels the op consumes, from the lowering table (the emitter reads the same record)."""
+        return lowering(self.kind).levels(self)
 
     @property
     def join(self) -> bool:
@@ -149,7 +155,7 @@ class Packer:
                     inputs.append(PackedInput(g, g, tuple(shape), None, self.input_layout(shape)))
             body = nodes
         for inp in inputs:
-            ops[inp.name] = PackedOp(inp.name, "input", (), inp.layout, self.slots, 0, ir_nodes=(inp.name,))
+            ops[inp.name] = PackedOp(inp.name, "input", (), inp.layout, self.slots, ir_nodes=(inp.name,))
         for node in body:
             self._pack(node, ops, deferred, alias)
         out_value = nodes[-1].output
@@ -176,7 +182,7 @@ class Packer:
     def _add_linear(self, name: str, lmap: LinearMap, src: PackedOp, ops, ir_nodes) -> None:
         plan = plan_linear_transform(lmap) if self.make_plans else None
         period = plan.output_period if plan is not None else self.slots
-        ops[name] = PackedOp(name, "linear", (src.name,), lmap.out_layout, period, 1, plan, ir_nodes=ir_nodes)
+        ops[name] = PackedOp(name, "linear", (src.name,), lmap.out_layout, period, plan, ir_nodes=ir_nodes)
 
     def _linear_input(self, node: Node, ops, deferred, alias) -> tuple[PackedOp, LinearMap | None, str]:
         """The ciphertext a linear op reads, and a deferred map to fold in front of it."""
@@ -186,71 +192,81 @@ class Packer:
             return ops[src], inner, v
         return self._src(node.inputs[0], ops, deferred, alias), None, ""
 
-    # ---- the ops -------------------------------------------------------------------------------
+    # ---- the ops: one packing rule per IR kind (`PACKING_RULES`) --------------------------------
     def _pack(self, node: Node, ops, deferred, alias) -> None:
+        rule = PACKING_RULES.get(node.op)
+        if rule is None:
+            raise CompileError(f"op {node.op!r} at node {node.name!r} cannot run on ciphertexts (no packing rule; "
+                               f"packed kinds: {', '.join(sorted(PACKING_RULES))})")
+        rule(self, node, ops, deferred, alias)
+
+    def _pack_alias(self, node: Node, ops, deferred, alias) -> None:
+        """flatten, reshape, identity: a layout is only a map, so the value stays where it is."""
+        alias[node.output] = alias.get(node.inputs[0], node.inputs[0])
+
+    def _pack_linear(self, node: Node, ops, deferred, alias) -> None:
+        """A linear map (conv, pooling, gemm, transpose); a pool feeding a gemm is deferred and
+        folded into it."""
         kind, out = node.op, node.output
-        if kind in ("flatten", "reshape", "identity"):
-            alias[out] = alias.get(node.inputs[0], node.inputs[0])
+        src, inner, inner_name = self._linear_input(node, ops, deferred, alias)
+        in_layout = inner.out_layout if inner is not None else src.layout
+        lmap = self._linear_map(node, in_layout)
+        if inner is not None:
+            lmap = _compose(lmap, inner)
+        if kind in ("avgpool", "global_avgpool") and self._feeds_linear(out):
+            deferred[out] = (lmap, src.name)
             return
-        if kind in ("conv", "avgpool", "global_avgpool", "linear", "transpose"):
-            src, inner, inner_name = self._linear_input(node, ops, deferred, alias)
-            in_layout = inner.out_layout if inner is not None else src.layout
-            lmap = self._linear_map(node, in_layout)
-            if inner is not None:
-                lmap = _compose(lmap, inner)
-            if kind in ("avgpool", "global_avgpool") and self._feeds_linear(out):
-                deferred[out] = (lmap, src.name)
-                return
-            self._add_linear(out, lmap, src, ops, tuple(n for n in (inner_name, node.name) if n))
-            if kind == "conv":
-                ops[out].meta = {"kernel": int(node.params["weight"].shape[-1]), "stride": int(node.attrs["strides"][0])}
+        self._add_linear(out, lmap, src, ops, tuple(n for n in (inner_name, node.name) if n))
+        if kind == "conv":
+            ops[out].meta = {"kernel": int(node.params["weight"].shape[-1]), "stride": int(node.attrs["strides"][0])}
+
+    def _pack_quadratic(self, node: Node, ops, deferred, alias) -> None:
+        """a*x^2 + b*x + c with per-channel a, b, c; a non-monic one also carries a and b/a."""
+        out = node.output
+        x = self._src(node.inputs[0], ops, deferred, alias)
+        lay = x.layout
+        shape = self.graph.shape(node.output)
+        a, b, c = (self._constant(node.params[k], lay, f"{node.name}.{k}", shape) for k in ("a", "b", "c"))
+        monic = bool(np.all(a == 1.0))
+        if not monic and np.any(a == 0):
+            raise CompileError(f"quadratic {node.name!r}: a coefficient is 0 in some channel; fold it to a linear op first")
+        consts = {"b": self._vec(lay, b, x.period), "c": self._vec(lay, c, x.period)}
+        if not monic:
+            consts["a"] = self._vec(lay, a, x.period)
+            consts["b_over_a"] = self._vec(lay, b / a, x.period)
+        ops[out] = PackedOp(out, "quadratic", (x.name,), lay, x.period, consts=consts, ir_nodes=(node.name,))
+
+    def _pack_const(self, node: Node, ops, deferred, alias) -> None:
+        """mul_const, add_const: the constant in the layout of the value it meets."""
+        x = self._src(node.inputs[0], ops, deferred, alias)
+        val = self._constant(node.params["value"], x.layout, node.name, self.graph.shape(node.output))
+        ops[node.output] = PackedOp(node.output, node.op, (x.name,), x.layout, x.period,
+                                    consts={"value": self._vec(x.layout, val, x.period)}, ir_nodes=(node.name,))
+
+    def _pack_neg(self, node: Node, ops, deferred, alias) -> None:
+        x = self._src(node.inputs[0], ops, deferred, alias)
+        ops[node.output] = PackedOp(node.output, "neg", (x.name,), x.layout, x.period, ir_nodes=(node.name,))
+
+    def _pack_join(self, node: Node, ops, deferred, alias) -> None:
+        """add, sub, mul, sum of ciphertexts in one layout; an n-ary sum becomes a chain of adds."""
+        kind, out = node.op, node.output
+        srcs = [self._src(i, ops, deferred, alias) for i in node.inputs]
+        layouts = {s.layout for s in srcs}
+        if len(layouts) != 1:
+            shapes = [self.graph.shape(i) for i in node.inputs]
+            raise CompileError(f"{kind} {node.name!r}: operands of shapes {shapes} pack into different layouts "
+                               f"({', '.join(s.layout.describe() for s in srcs)}); broadcasting between ciphertexts is not supported")
+        period = max(s.period for s in srcs)
+        if kind != "sum":
+            ops[out] = PackedOp(out, kind, tuple(s.name for s in srcs), srcs[0].layout, period, ir_nodes=(node.name,))
             return
-        if kind == "quadratic":
-            x = self._src(node.inputs[0], ops, deferred, alias)
-            lay = x.layout
-            shape = self.graph.shape(node.output)
-            a, b, c = (self._constant(node.params[k], lay, f"{node.name}.{k}", shape) for k in ("a", "b", "c"))
-            monic = bool(np.all(a == 1.0))
-            if not monic and np.any(a == 0):
-                raise CompileError(f"quadratic {node.name!r}: a coefficient is 0 in some channel; fold it to a linear op first")
-            consts = {"b": self._vec(lay, b, x.period), "c": self._vec(lay, c, x.period)}
-            if not monic:
-                consts["a"] = self._vec(lay, a, x.period)
-                consts["b_over_a"] = self._vec(lay, b / a, x.period)
-            ops[out] = PackedOp(out, "quadratic", (x.name,), lay, x.period, 1 if monic else 2, consts=consts, ir_nodes=(node.name,))
-            return
-        if kind in ("mul_const", "add_const"):
-            x = self._src(node.inputs[0], ops, deferred, alias)
-            val = self._constant(node.params["value"], x.layout, node.name, self.graph.shape(node.output))
-            ops[out] = PackedOp(out, kind, (x.name,), x.layout, x.period, 1 if kind == "mul_const" else 0,
-                                consts={"value": self._vec(x.layout, val, x.period)}, ir_nodes=(node.name,))
-            return
-        if kind == "neg":
-            x = self._src(node.inputs[0], ops, deferred, alias)
-            ops[out] = PackedOp(out, "mul_const", (x.name,), x.layout, x.period, 1,
-                                consts={"value": self._vec(x.layout, -np.ones(x.layout.numel if x.layout.is_flat else self._channels(x.layout)), x.period)},
-                                ir_nodes=(node.name,))
-            return
-        if kind in ("add", "sub", "mul", "sum"):
-            srcs = [self._src(i, ops, deferred, alias) for i in node.inputs]
-            layouts = {s.layout for s in srcs}
-            if len(layouts) != 1:
-                shapes = [self.graph.shape(i) for i in node.inputs]
-                raise CompileError(f"{kind} {node.name!r}: operands of shapes {shapes} pack into different layouts "
-                                   f"({', '.join(s.layout.describe() for s in srcs)}); broadcasting between ciphertexts is not supported")
-            period = max(s.period for s in srcs)
-            if kind == "sum":
-                prev = srcs[0]
-                for k, s in enumerate(srcs[1:]):
-                    name = out if k == len(srcs) - 2 else f"{out}#{k}"
-                    ops[name] = PackedOp(name, "add", (prev.name, s.name), prev.layout, period, 0, ir_nodes=(node.name,))
-                    prev = ops[name]
-                if len(srcs) == 1:
-                    alias[out] = srcs[0].name
-                return
-            ops[out] = PackedOp(out, kind, tuple(s.name for s in srcs), srcs[0].layout, period, 1 if kind == "mul" else 0, ir_nodes=(node.name,))
-            return
-        raise CompileError(f"op {kind!r} at node {node.name!r} cannot run on ciphertexts (no lowering)")
+        prev = srcs[0]
+        for k, s in enumerate(srcs[1:]):
+            name = out if k == len(srcs) - 2 else f"{out}#{k}"
+            ops[name] = PackedOp(name, "add", (prev.name, s.name), prev.layout, period, ir_nodes=(node.name,))
+            prev = ops[name]
+        if len(srcs) == 1:
+            alias[out] = srcs[0].name
 
     def _feeds_linear(self, value: str) -> bool:
         """True when the only path onward is flatten/reshape into a linear op."""
@@ -322,9 +338,6 @@ class Packer:
         return LinearMap(in_layout, out_layout, np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64),
                          np.concatenate(vals), b if np.any(bias) else None, name=node.name)
 
-    def _channels(self, layout: Layout) -> int:
-        return layout.shape[0]
-
     def _constant(self, value: np.ndarray, layout: Layout, what: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         if layout.is_flat:
             if shape is not None:
@@ -343,3 +356,16 @@ class Packer:
                 return np.tile(v[:period], self.slots // period) if period < self.slots else v
             return make
         return lambda: layout.channel_vector(values, period=None if period >= self.slots else period)
+
+
+PackingRule = Callable[[Packer, Node, dict, dict, dict], None]
+
+# IR op kind -> how it becomes packed ops (whose levels and instructions are in lowering.py).
+PACKING_RULES: Mapping[str, PackingRule] = MappingProxyType({
+    **dict.fromkeys(("flatten", "reshape", "identity"), Packer._pack_alias),
+    **dict.fromkeys(("conv", "avgpool", "global_avgpool", "linear", "transpose"), Packer._pack_linear),
+    "quadratic": Packer._pack_quadratic,
+    **dict.fromkeys(("mul_const", "add_const"), Packer._pack_const),
+    "neg": Packer._pack_neg,
+    **dict.fromkeys(("add", "sub", "mul", "sum"), Packer._pack_join),
+})

@@ -8,10 +8,9 @@
 from .graph import Graph, Node, Value
 from .interpreter import run
 from .onnx_import import SUPPORTED_ONNX_OPS, import_onnx
-from .ops import OP_TABLE, Depth, OpSpec, register_lowering, spec
+from .ops import OP_TABLE, OpSpec, spec
 
 __all__ = [
-    "Depth",
     "Graph",
     "Node",
     "OP_TABLE",
@@ -19,7 +18,6 @@ __all__ = [
     "SUPPORTED_ONNX_OPS",
     "Value",
     "import_onnx",
-    "register_lowering",
     "run",
     "spec",
 ]

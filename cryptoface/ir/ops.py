@@ -1,13 +1,13 @@
-"""THE op table: one entry per IR op kind (Concrete-ML style).
+"""The IR op table: one entry per IR op kind, read-only.
 
-Each `OpSpec` holds, side by side, what every consumer of the IR needs to know about an op:
+Each `OpSpec` holds what the IR itself needs to know about an op:
 - `reference`: the float64 numpy implementation (the interpreter runs exactly this);
-- `infer_shape`: the output shape from the input shapes (the importer and `Graph.validate`);
-- `depth`: its multiplicative-depth class (`FREE`, `LINEAR` = one ciphertext x plaintext
-  level, `CT_CT` = one ciphertext x ciphertext level, `REFERENCE_ONLY` = the compiler refuses
-  it) that the level pass reads;
-- `lowering`: filled in by the compiler (`register_lowering`), so reference and lowering of
-  one op live in one record and cannot drift apart.
+- `infer_shape`: the output shape from the input shapes (the importer and `Graph.validate`).
+
+How an op runs on ciphertexts is the compiler's business and has one home there: the packing
+rule per IR kind (`compile/pack.py`, `PACKING_RULES`) and, per packed kind, the levels it
+consumes and the instructions it emits (`compile/lowering.py`, `LOWERINGS`). A kind without a
+packing rule is run by the interpreter only (the compiler refuses it with a CompileError).
 
 Attribute and parameter names per op (the contract the compiler builds on) are in each
 spec's `attrs` / `params` tuples and in docs/ir.md.
@@ -15,10 +15,9 @@ spec's `attrs` / `params` tuples and in docs/ir.md.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,15 +30,6 @@ Reference = Callable[[Sequence[np.ndarray], Mapping[str, Any], Mapping[str, np.n
 ShapeRule = Callable[[Sequence[Shape], Mapping[str, Any], Mapping[str, np.ndarray]], Shape]
 
 
-class Depth(str, enum.Enum):
-    """How many levels an op consumes, as a class the level pass maps to numbers."""
-
-    FREE = "free"  # additions, data movement that stays in slots: 0 levels
-    LINEAR = "linear"  # one ciphertext x plaintext multiplication: 1 level
-    CT_CT = "ct-ct"  # one ciphertext x ciphertext multiplication (+ relinearize): 1 level
-    REFERENCE_ONLY = "reference-only"  # the interpreter runs it; the compiler refuses it
-
-
 @dataclass(frozen=True)
 class OpSpec:
     """Everything about one IR op kind."""
@@ -47,13 +37,11 @@ class OpSpec:
     kind: str
     reference: Reference
     infer_shape: ShapeRule
-    depth: Depth
     attrs: tuple[str, ...] = ()
     params: tuple[str, ...] = ()  # optional ones end with "?"
     variadic: bool = False  # any number of variable inputs (sum, concat)
     arity: int = 1  # number of variable inputs when not variadic
     doc: str = ""
-    lowering: Callable[..., Any] | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -264,46 +252,46 @@ def _sum(inputs: Sequence[np.ndarray], attrs: Mapping[str, Any], params: Mapping
 
 
 # --------------------------------------------------------------------------- the table
-def _spec(kind: str, reference: Reference, shape: ShapeRule, depth: Depth, **kw: Any) -> OpSpec:
-    return OpSpec(kind=kind, reference=reference, infer_shape=shape, depth=depth, **kw)
+def _spec(kind: str, reference: Reference, shape: ShapeRule, **kw: Any) -> OpSpec:
+    return OpSpec(kind=kind, reference=reference, infer_shape=shape, **kw)
 
 
-OP_TABLE: dict[str, OpSpec] = {
+OP_TABLE: Mapping[str, OpSpec] = MappingProxyType({
     s.kind: s
     for s in (
-        _spec("conv", _conv, _conv_shape, Depth.LINEAR, attrs=("strides", "pads", "dilations", "group"), params=("weight", "bias?"),
+        _spec("conv", _conv, _conv_shape, attrs=("strides", "pads", "dilations", "group"), params=("weight", "bias?"),
               doc="N-d convolution, weight (Co, Ci/group, *k), pads = begins then ends"),
-        _spec("linear", _linear, _linear_shape, Depth.LINEAR, params=("weight", "bias?"),
+        _spec("linear", _linear, _linear_shape, params=("weight", "bias?"),
               doc="y = x @ weight.T + bias over the last axis; weight (out, in)"),
-        _spec("matmul", lambda i, a, p: np.matmul(i[0], i[1]), _matmul_shape, Depth.REFERENCE_ONLY, arity=2,
+        _spec("matmul", lambda i, a, p: np.matmul(i[0], i[1]), _matmul_shape, arity=2,
               doc="numpy matmul of two variables"),
-        _spec("avgpool", _avgpool, _avgpool_shape, Depth.LINEAR,
+        _spec("avgpool", _avgpool, _avgpool_shape,
               attrs=("kernel", "strides", "pads", "dilations", "count_include_pad", "ceil_mode"), doc="N-d average pooling"),
-        _spec("global_avgpool", _global_avgpool, _global_avgpool_shape, Depth.LINEAR, doc="mean over all spatial axes, kept as 1s"),
-        _spec("add", lambda i, a, p: i[0] + i[1], _elementwise_shape, Depth.FREE, arity=2),
-        _spec("sub", lambda i, a, p: i[0] - i[1], _elementwise_shape, Depth.FREE, arity=2),
-        _spec("mul", lambda i, a, p: i[0] * i[1], _elementwise_shape, Depth.CT_CT, arity=2),
-        _spec("add_const", lambda i, a, p: i[0] + p["value"], _elementwise_shape, Depth.FREE, params=("value",),
+        _spec("global_avgpool", _global_avgpool, _global_avgpool_shape, doc="mean over all spatial axes, kept as 1s"),
+        _spec("add", lambda i, a, p: i[0] + i[1], _elementwise_shape, arity=2),
+        _spec("sub", lambda i, a, p: i[0] - i[1], _elementwise_shape, arity=2),
+        _spec("mul", lambda i, a, p: i[0] * i[1], _elementwise_shape, arity=2),
+        _spec("add_const", lambda i, a, p: i[0] + p["value"], _elementwise_shape, params=("value",),
               doc="x + value (numpy broadcasting)"),
-        _spec("mul_const", lambda i, a, p: i[0] * p["value"], _elementwise_shape, Depth.LINEAR, params=("value",),
+        _spec("mul_const", lambda i, a, p: i[0] * p["value"], _elementwise_shape, params=("value",),
               doc="x * value (numpy broadcasting)"),
-        _spec("neg", lambda i, a, p: -i[0], _same_shape, Depth.FREE),
-        _spec("quadratic", _quadratic, _elementwise_shape, Depth.CT_CT, params=("a", "b", "c"),
+        _spec("neg", lambda i, a, p: -i[0], _same_shape),
+        _spec("quadratic", _quadratic, _elementwise_shape, params=("a", "b", "c"),
               doc="a*x^2 + b*x + c, a/b/c of one shape broadcastable to x (e.g. (C,1,1)); "
                   "one ct-ct level when a == 1 (monic), else the lowering may need one more"),
-        _spec("flatten", lambda i, a, p: i[0].reshape(_flatten_shape([i[0].shape], a, p)), _flatten_shape, Depth.FREE, attrs=("axis",)),
-        _spec("reshape", lambda i, a, p: i[0].reshape(a["shape"]), _reshape_shape, Depth.FREE, attrs=("shape",),
+        _spec("flatten", lambda i, a, p: i[0].reshape(_flatten_shape([i[0].shape], a, p)), _flatten_shape, attrs=("axis",)),
+        _spec("reshape", lambda i, a, p: i[0].reshape(a["shape"]), _reshape_shape, attrs=("shape",),
               doc="to a concrete shape (0 and -1 resolved at import)"),
-        _spec("slice", lambda i, a, p: i[0][_slices(i[0].shape, a)], _slice_shape, Depth.FREE, attrs=("starts", "ends", "axes", "steps"),
+        _spec("slice", lambda i, a, p: i[0][_slices(i[0].shape, a)], _slice_shape, attrs=("starts", "ends", "axes", "steps"),
               doc="starts/ends clamped at import; end -1 with a negative step = through index 0"),
-        _spec("concat", lambda i, a, p: np.concatenate(i, axis=a["axis"]), _concat_shape, Depth.FREE, attrs=("axis",), variadic=True),
-        _spec("sum", _sum, _sum_shape, Depth.FREE, variadic=True, doc="n-ary addition (numpy broadcasting)"),
-        _spec("identity", lambda i, a, p: i[0], _same_shape, Depth.FREE),
-        _spec("transpose", lambda i, a, p: np.transpose(i[0], a["perm"]), _transpose_shape, Depth.REFERENCE_ONLY, attrs=("perm",)),
-        _spec("constant", lambda i, a, p: p["value"], lambda s, a, p: tuple(p["value"].shape), Depth.FREE, params=("value",), arity=0,
+        _spec("concat", lambda i, a, p: np.concatenate(i, axis=a["axis"]), _concat_shape, attrs=("axis",), variadic=True),
+        _spec("sum", _sum, _sum_shape, variadic=True, doc="n-ary addition (numpy broadcasting)"),
+        _spec("identity", lambda i, a, p: i[0], _same_shape),
+        _spec("transpose", lambda i, a, p: np.transpose(i[0], a["perm"]), _transpose_shape, attrs=("perm",)),
+        _spec("constant", lambda i, a, p: p["value"], lambda s, a, p: tuple(p["value"].shape), params=("value",), arity=0,
               doc="a plaintext tensor; only where a constant is a graph output or a matmul/concat operand"),
     )
-}
+})
 
 
 def spec(kind: str) -> OpSpec:
@@ -326,7 +314,3 @@ def evaluate(node: Any, inputs: Sequence[np.ndarray]) -> np.ndarray:
     """Run the reference implementation of `node` on float64 arrays."""
     return np.asarray(spec(node.op).reference(inputs, node.attrs, node.params), dtype=np.float64)
 
-
-def register_lowering(kind: str, lowering: Callable[..., Any]) -> None:
-    """Attach the compiler's lowering of `kind` to the same record as its reference."""
-    OP_TABLE[kind] = dataclasses.replace(spec(kind), lowering=lowering)

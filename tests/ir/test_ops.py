@@ -8,24 +8,28 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ir_models import GraphMaker, reference_outputs
 
-from cryptoface.ir import OP_TABLE, Depth, Node, import_onnx, register_lowering, run, spec
+from cryptoface.errors import CompileError
+from cryptoface.ir import OP_TABLE, Node, import_onnx, run, spec
 from cryptoface.ir.ops import evaluate, infer_shape
 
 
-def test_every_op_has_reference_shape_and_depth():
+def test_every_op_has_reference_and_shape_rule():
     for kind, s in OP_TABLE.items():
-        assert s.kind == kind and callable(s.reference) and callable(s.infer_shape) and isinstance(s.depth, Depth)
-    assert spec("conv").depth is Depth.LINEAR and spec("add").depth is Depth.FREE
-    assert spec("quadratic").depth is Depth.CT_CT and spec("matmul").depth is Depth.REFERENCE_ONLY
+        assert s.kind == kind and callable(s.reference) and callable(s.infer_shape)
+    assert spec("neg").reference([np.arange(3.0)], {}, {}).tolist() == [-0.0, -1.0, -2.0]
 
 
-def test_register_lowering_lives_beside_the_reference():
-    before = OP_TABLE["neg"]
-    try:
-        register_lowering("neg", lambda *a: "lowered")
-        assert OP_TABLE["neg"].lowering() == "lowered" and OP_TABLE["neg"].reference is before.reference
-    finally:
-        OP_TABLE["neg"] = before
+def test_op_table_is_read_only():
+    """Nothing registers into the table at import or run time: it cannot be written."""
+    with pytest.raises(TypeError):
+        OP_TABLE["neg"] = OP_TABLE["add"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del OP_TABLE["neg"]  # type: ignore[attr-defined]
+
+
+def test_unknown_kind_is_a_compile_error():
+    with pytest.raises(CompileError, match="unknown IR op kind 'gelu'"):
+        spec("gelu")
 
 
 @pytest.mark.parametrize("node,shapes", [
