@@ -39,7 +39,8 @@ class BackendHookSpecs:
     def cryptoface_op_cost(self, backend: str, op: str, level: int, ring_dim: int) -> float | None:
         """Seconds one `op` takes at `level` and `ring_dim` on `backend`, if the plugin knows.
 
-        The bootstrap placer and the plan report use it; None lets the default model answer.
+        The bootstrap placer minimises the program cost with it; None lets the default model
+        (compile/costs.py) answer.
         """
 
 

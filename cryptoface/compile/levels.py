@@ -36,7 +36,7 @@ class LevelNode:
     depth: int = 0
     join: bool = False
     slots: int = 1  # values in use, for the bootstrap cost
-    cost: float = 1.0  # relative cost per level of running this op
+    work: tuple[tuple[str, int], ...] = ()  # primitive instructions the op emits, with counts (its cost)
 
 
 @dataclass

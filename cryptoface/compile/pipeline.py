@@ -19,12 +19,15 @@ from ..ir.graph import Graph
 from ..ir.interpreter import run as run_reference
 from ..ir.onnx_import import import_onnx
 from ..params import CKKSParams, next_pow2
+from ..plugins import get_plugins
 from ..program import ConstantTable, HEProgram, Instr, ModelRecord, Section, rotated_name
 from ..program.layout import Layout
 from .bootstrap import place_bootstraps
 from .bounds import calibrate, calibration_feeds, headroom_bits, holders_of, prescale, program_bounds
+from .costs import OpCosts
 from .emit import SectionEmitter
 from .levels import LevelAssignment, LevelGraph, LevelNode, assign_levels, check, critical_depth
+from .lowering import work
 from .mpcnn import mpcnn_conv_counts
 from .pack import PackedPartition, Packer
 from .parameters import ParameterChoice, ParameterRequest, choose_parameters, key_budget_bytes, naf
@@ -82,7 +85,7 @@ class CompiledModel:
 
 
 def _level_graph(part: PackedPartition) -> LevelGraph:
-    nodes = [LevelNode(op.name, op.inputs, op.depth, op.join, op.layout.used) for op in part.ops]
+    nodes = [LevelNode(op.name, op.inputs, op.depth, op.join, op.layout.used, work(op)) for op in part.ops]
     return LevelGraph(nodes, (part.output_name,))
 
 
@@ -181,10 +184,12 @@ def _op_levels(lgraphs: dict[int, LevelGraph], levels: dict[int, LevelAssignment
             if n.inputs and n.depth and (drifting is None or n.name in drifting)}
 
 
-def _place(lgraphs: dict[int, LevelGraph], choice: ParameterChoice) -> dict[int, LevelAssignment]:
+def _place(lgraphs: dict[int, LevelGraph], choice: ParameterChoice, engine: type[Engine]) -> dict[int, LevelAssignment]:
+    costs = OpCosts(engine.name, choice.params.ring_dim, get_plugins().op_cost)  # the backend's, else the default model
     levels: dict[int, LevelAssignment] = {}
     for idx, g in lgraphs.items():
-        boots = place_bootstraps(g, choice.input_level, choice.boot_level, choice.output_levels)
+        boots = place_bootstraps(g, choice.input_level, choice.boot_level, choice.output_levels,
+                                 costs.bootstrap_at(choice.params.depth), costs.op)
         la = assign_levels(g, choice.input_level, boots, choice.boot_level, choice.output_levels)
         check(g, la)
         levels[idx] = la
@@ -202,7 +207,7 @@ def _choose_and_place(engine: type[Engine], request: ParameterRequest, errors: P
     min_bits = 0.0
     for _ in range(3):
         choice = choose_parameters(engine, request, _predictor(engine, errors, leveled_ops, min_bits))
-        levels = _place(lgraphs, choice)
+        levels = _place(lgraphs, choice, engine)
         p = choice.params
         drift = errors.drift(drift_factors(_op_levels(lgraphs, levels, drifting), engine.scale_errors(p)))
         bounds: dict[str, float] = {}
