@@ -2,8 +2,9 @@
 
 `prepare(model, runner=...)` imports the model with `import_onnx` and runs it with a
 *runner*: any callable `(graph, inputs) -> outputs`. The default is the float64 reference
-interpreter; an encrypted execution path plugs in either by passing its runner or by
-`register_runner("encrypted-seal", fn)` and `prepare(model, mode="encrypted-seal")`.
+interpreter; an encrypted execution path plugs in by passing its runner, or a mapping of
+named runners and a mode: `prepare(model, mode="encrypted:seal", runners={...})` (e.g.
+`cryptoface.runtime.onnx_runner.encrypted_runners(...)`). Nothing registers into a global.
 
 ONNX test cases hand weights (Conv W, Gemm B/C) and shape tensors (Reshape shape, Slice
 starts...) in as graph inputs, where a real model has initializers. The rep binds, at run
@@ -13,6 +14,7 @@ time, every graph input used only in a weight position (`WEIGHT_OPERANDS`) as a 
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -25,12 +27,7 @@ from .graph import Graph
 from .onnx_import import WEIGHT_OPERANDS, import_onnx
 
 Runner = Callable[[Graph, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
-RUNNERS: dict[str, Runner] = {"reference": interpreter.run}
-
-
-def register_runner(mode: str, runner: Runner) -> None:
-    """Make `mode` available to `CryptofaceBackend.prepare(model, mode=...)`."""
-    RUNNERS[mode] = runner
+RUNNERS: Mapping[str, Runner] = MappingProxyType({"reference": interpreter.run})
 
 
 def bound_inputs(model: onnx.ModelProto) -> set[str]:
@@ -110,12 +107,13 @@ class CryptofaceBackend(Backend):
 
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", mode: str = "reference", runner: Runner | None = None,
-                **kwargs: Any) -> CryptofaceRep:
+                runners: Mapping[str, Runner] = RUNNERS, **kwargs: Any) -> CryptofaceRep:
+        """`runner` if given, else `runners[mode]` (the reference interpreter by default)."""
         super().prepare(model, device, **kwargs)
         if runner is None:
-            if mode not in RUNNERS:
-                raise ConfigError(f"unknown cryptoface ONNX backend mode {mode!r}; known: {sorted(RUNNERS)}")
-            runner = RUNNERS[mode]
+            if mode not in runners:
+                raise ConfigError(f"unknown cryptoface ONNX backend mode {mode!r}; known: {sorted(runners)}")
+            runner = runners[mode]
         return CryptofaceRep(model, runner)
 
     @classmethod

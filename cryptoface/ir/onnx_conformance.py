@@ -139,7 +139,7 @@ def summarize(results: Sequence[CaseResult]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cryptoface.ir.onnx_conformance", description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="also check that cases using other ops are refused cleanly")
-    parser.add_argument("--mode", default="reference", help="runner registered in cryptoface.ir.onnx_backend.RUNNERS")
+    parser.add_argument("--mode", default="reference", help="a runner of cryptoface.ir.onnx_backend.RUNNERS (reference)")
     parser.add_argument("--json", help="write every case's result to this file")
     args = parser.parse_args(argv)
     results = run_suite(include_other_ops=args.all, mode=args.mode)

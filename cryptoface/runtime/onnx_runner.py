@@ -1,7 +1,8 @@
 """Encrypted execution of any importable ONNX graph, for `onnx.backend` and its node tests.
 
-`register_encrypted_runners(compile_program)` adds a mode "encrypted:<backend>" per available
-backend to `cryptoface.ir.onnx_backend`: the graph is compiled for that backend by the
+`encrypted_runners(compile_program)` gives a runner per available backend, keyed by the mode
+"encrypted:<backend>", to pass to `CryptofaceBackend.prepare(model, mode=..., runners=...)`
+(nothing is registered globally): the graph is compiled for that backend by the
 function given (`(graph, engine, inputs) -> HEProgram`, e.g. `compile_model(g, e,
 CompileOptions(calibration=[inputs])).program`: the runtime never imports the compiler
 itself), the inputs encrypted, the program run on the evaluation context and the output
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..backend import Engine
 from ..ir.graph import Graph
-from ..ir.onnx_backend import register_runner
+from ..ir.onnx_backend import RUNNERS, Runner
 from ..plugins import get_plugins
 from ..program import HEProgram
 from .executors import run_program
@@ -38,11 +39,10 @@ def encrypted_runner(backend: str, compile_program: CompileProgram):
     return run
 
 
-def register_encrypted_runners(compile_program: CompileProgram) -> list[str]:
-    modes = []
+def encrypted_runners(compile_program: CompileProgram) -> dict[str, Runner]:
+    """Mode "encrypted:<backend>" -> its runner, for every available backend, plus "reference"."""
+    runners = dict(RUNNERS)
     for info in get_plugins().backends():
         if info.available:
-            mode = f"encrypted:{info.name}"
-            register_runner(mode, encrypted_runner(info.name, compile_program))
-            modes.append(mode)
-    return modes
+            runners[f"encrypted:{info.name}"] = encrypted_runner(info.name, compile_program)
+    return runners

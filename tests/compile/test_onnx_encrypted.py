@@ -17,7 +17,7 @@ from cryptoface.compile.pipeline import CompileOptions, compile_model
 from cryptoface.errors import CompileError
 from cryptoface.ir.onnx_backend import CryptofaceBackend
 from cryptoface.ir.onnx_conformance import classify, node_cases, primary_op
-from cryptoface.runtime.onnx_runner import register_encrypted_runners
+from cryptoface.runtime.onnx_runner import encrypted_runners
 
 # CKKS is approximate: absolute error relative to the output's magnitude.
 RTOL = 1e-3
@@ -37,14 +37,14 @@ def max_error(outputs, expected) -> str | None:
     return None
 
 
-def outcome(case, mode: str) -> tuple[str, str]:
+def outcome(case, mode: str, runners) -> tuple[str, str]:
     """("pass" | "refused" | "wrong" | "error", detail) for one node test.
 
     Only a CompileError (UnsupportedOpError is one) with a message is a refusal: the compiler
     saying what it cannot do. Any other exception, even another CryptofaceError, is an error.
     """
     try:
-        rep = CryptofaceBackend.prepare(case.model, "CPU", mode=mode)
+        rep = CryptofaceBackend.prepare(case.model, "CPU", mode=mode, runners=runners)
         runs = [(rep.run(list(inputs)), expected) for inputs, expected in case.data_sets]
     except CompileError as exc:
         message = str(exc).strip()
@@ -59,7 +59,7 @@ def outcome(case, mode: str) -> tuple[str, str]:
 
 
 def run_encrypted(mode: str) -> dict[str, Counter]:
-    register_encrypted_runners(
+    runners = encrypted_runners(
         lambda graph, engine, feeds: compile_model(graph, engine, CompileOptions(calibration=[feeds])).program)
     per_op: dict[str, Counter] = defaultdict(Counter)
     failures = []
@@ -67,7 +67,7 @@ def run_encrypted(mode: str) -> dict[str, Counter]:
         if classify(case) != "float":
             continue
         op = primary_op(case)
-        kind, detail = outcome(case, mode)
+        kind, detail = outcome(case, mode, runners)
         per_op[op][kind] += 1
         if kind in ("wrong", "error"):
             failures.append(f"{case.name}: {kind}: {detail}")

@@ -13,7 +13,7 @@ import pytest
 
 from cryptoface.errors import ConfigError
 from cryptoface.ir import onnx_backend
-from cryptoface.ir.onnx_backend import CryptofaceBackend, register_runner
+from cryptoface.ir.onnx_backend import RUNNERS, CryptofaceBackend
 from cryptoface.ir.onnx_conformance import classify, node_cases, run_case, summarize
 
 CASES = node_cases()
@@ -71,11 +71,11 @@ def test_runner_hook_replaces_the_reference():
     x = np.arange(60, dtype=np.float32).reshape(3, 4, 5)
     (y,) = CryptofaceBackend.prepare(model, runner=fake_encrypted).run([x])
     np.testing.assert_array_equal(y, -x)
-    register_runner("test-mode", fake_encrypted)
-    try:
-        (y,) = CryptofaceBackend.run_model(model, [x], mode="test-mode")
-    finally:
-        del onnx_backend.RUNNERS["test-mode"]
+    (y,) = CryptofaceBackend.run_model(model, [x], mode="test-mode", runners={"test-mode": fake_encrypted})
     assert seen == [{"neg": 1}, {"neg": 1}] and y.dtype == np.float32
     with pytest.raises(ConfigError, match="unknown cryptoface ONNX backend mode"):
         CryptofaceBackend.prepare(model, mode="nope")
+    with pytest.raises(ConfigError, match="unknown cryptoface ONNX backend mode 'test-mode'"):
+        CryptofaceBackend.prepare(model, mode="test-mode")  # a mode passed once is not kept anywhere
+    with pytest.raises(TypeError):
+        RUNNERS["test-mode"] = fake_encrypted  # type: ignore[index]
