@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 from .levels import LevelNode
 
 # Seconds per primitive and per RNS tower at N=2^14 (a bootstrap: in all).
-DEFAULT_SECONDS_2_14 = {
+DEFAULT_SECONDS_2_14: Mapping[str, float] = MappingProxyType({
     "rotate": 0.0056, "rotate_many": 0.0056, "mul": 0.0088, "square": 0.0088,
     "mul_plain": 0.0004, "add_plain": 0.0001, "add": 0.00006, "sub": 0.00006,
     "rescale": 0.0006, "mod_switch": 0.0001, "bootstrap": 22.0,
-}
+})
 
 Hook = Callable[..., "float | None"]  # plugins.Plugins.op_cost(backend=, op=, level=, ring_dim=)
 

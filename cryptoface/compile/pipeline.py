@@ -20,18 +20,20 @@ from ..ir.interpreter import run as run_reference
 from ..ir.onnx_import import import_onnx
 from ..params import CKKSParams, next_pow2
 from ..plugins import get_plugins
-from ..program import ConstantTable, HEProgram, Instr, ModelRecord, Section, rotated_name
+from ..program import ConstantTable, HEProgram, ModelRecord
 from ..program.layout import Layout
 from .bootstrap import place_bootstraps
 from .bounds import calibrate, calibration_feeds, headroom_bits, holders_of, prescale, program_bounds
+from .combine import combine
+from .compose_rotations import compose_rotations
 from .costs import OpCosts
 from .emit import SectionEmitter
 from .levels import LevelAssignment, LevelGraph, LevelNode, assign_levels, check, critical_depth
 from .lowering import work
-from .mpcnn import mpcnn_conv_counts
 from .pack import PackedPartition, Packer
-from .parameters import ParameterChoice, ParameterRequest, choose_parameters, key_budget_bytes, naf
+from .parameters import ParameterChoice, ParameterRequest, choose_parameters, key_budget_bytes
 from .precision import PredictedError, PrecisionModel, PrecisionTarget, ProducedValue, drift_factors
+from .report import layer_report, plan_report
 
 PROBE_SLOTS = 1 << 17
 
@@ -134,10 +136,10 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
         em = SectionEmitter(f"patch{p.index}", slots, constants, levels[p.index], bounds, params.depth)
         sections.append(em.partition(p))
         holders |= holders_of(em.at)
-    combine, out_layout, out_period = _combine(graph, parts, levels, whole)
-    sections.append(combine)
+    combined, out_layout, out_period = combine(graph, parts, levels, whole)
+    sections.append(combined)
     if choice.keys.composed:
-        sections = [_compose_rotations(s, slots) for s in sections]
+        sections = [compose_rotations(s, slots) for s in sections]
     program = HEProgram(
         params=params, rotation_steps=list(choice.keys.steps), compose_rotations=choice.keys.composed,
         sections=sections, constants=constants,
@@ -149,7 +151,7 @@ def compile_model(model: Any, engine: type[Engine], options: CompileOptions | No
     )
     program.bounds = program_bounds(program, peaks, holders)
     compiled = CompiledModel(graph, program, parts, levels, choice, out_layout, out_period, engine.name)
-    compiled.layer_report = _layer_report(parts, levels)
+    compiled.layer_report = layer_report(parts, levels)
     program.report = plan_report(compiled, engine, need, opts.precision)
     return compiled
 
@@ -260,140 +262,3 @@ def _op_counts(parts: list[PackedPartition]) -> tuple[int, int]:
             elif op.kind in ("quadratic", "mul_const", "add_const"):
                 mults += 1
     return rot, mults
-
-
-def _combine(graph: Graph, parts: list[PackedPartition], levels: dict[int, LevelAssignment], whole: bool) -> tuple[Section, Layout, int]:
-    """The section after the patch networks: the shared nodes (the Sum of partial outputs)."""
-    shared = () if whole else graph.shared_nodes()
-    outs = {p.output_name: (levels[p.index].assigned[p.output_name], p) for p in parts}
-    section = Section("combine", tuple(outs), (graph.outputs[0],))
-    env = {name: name for name in outs}
-    lvl = {name: l for name, (l, _) in outs.items()}
-    layout = {name: next(op.layout for op in p.ops if op.name == name) for name, (_, p) in outs.items()}
-    period = {name: next(op.period for op in p.ops if op.name == name) for name, (_, p) in outs.items()}
-    if whole:  # the graph output is the (only) section's output, possibly under an alias
-        (only,) = outs
-        for d in (env, lvl, layout, period):
-            d[graph.outputs[0]] = d[only]
-    for node in shared:
-        if node.op not in ("sum", "add", "identity", "flatten", "reshape"):
-            raise CompileError(f"op {node.op!r} at {node.name!r} joins the patch networks; only sums are supported there")
-        ins = list(node.inputs)
-        if node.op in ("identity", "flatten", "reshape"):
-            env[node.output], lvl[node.output] = env[ins[0]], lvl[ins[0]]
-            layout[node.output], period[node.output] = layout[ins[0]], period[ins[0]]
-            continue
-        low = min(lvl[i] for i in ins)
-        names = []
-        for i in ins:
-            if lvl[i] > low:
-                section.instrs.append(Instr("mod_switch", f"{i}.ms{low}", (env[i],), level=low))
-                names.append(f"{i}.ms{low}")
-            else:
-                names.append(env[i])
-        acc = names[0]
-        for k, n in enumerate(names[1:]):
-            out = node.output if k == len(names) - 2 else f"{node.output}#{k}"
-            section.instrs.append(Instr("add", out, (acc, n)))
-            acc = out
-        env[node.output], lvl[node.output] = acc, low
-        layout[node.output] = layout[ins[0]]
-        period[node.output] = max(period[i] for i in ins)
-    final = graph.outputs[0]
-    if env[final] != final:
-        section.instrs.append(Instr("mod_switch", final, (env[final],), level=lvl[final]))
-    return section, layout[final], period[final]
-
-
-def _compose_rotations(section: Section, slots: int) -> Section:
-    """Rewrite rotations into chains of power-of-two rotations (keys for those only)."""
-    out = Section(section.name, section.inputs, section.outputs)
-    for ins in section.instrs:
-        if ins.op == "rotate":
-            parts = naf(ins.step, slots)
-            cur = ins.args[0]
-            for k, s in enumerate(parts):
-                name = ins.out if k == len(parts) - 1 else f"{ins.out}.naf{k}"
-                out.instrs.append(Instr("rotate", name, (cur,), step=s))
-                cur = name
-        elif ins.op == "rotate_many":
-            for s in ins.steps or ():
-                parts = naf(s, slots)
-                cur = ins.args[0]
-                for k, p in enumerate(parts):
-                    name = rotated_name(ins.out, s) if k == len(parts) - 1 else f"{rotated_name(ins.out, s)}.naf{k}"
-                    out.instrs.append(Instr("rotate", name, (cur,), step=p))
-                    cur = name
-        else:
-            out.instrs.append(ins)
-    return out
-
-
-def _layer_report(parts: list[PackedPartition], levels: dict[int, LevelAssignment]) -> list[dict]:
-    rows = []
-    p = parts[0]
-    la = levels[p.index]
-    for op in p.ops:
-        if op.plan is None:
-            continue
-        c = op.plan.counts
-        row = {
-            "layer": op.name.split("/", 1)[-1], "level": la.op_level[op.name], "diagonals": len(op.plan.diagonals),
-            "rotations": c.rotations, "baby": c.baby_rotations, "giant": c.giant_rotations,
-            "replication": c.replication_rotations, "pt_mults": c.plaintext_mults,
-        }
-        row["ir"] = "+".join(n.rsplit("/", 1)[-1] for n in op.ir_nodes)
-        if "kernel" in op.meta:
-            in_l, out_l = op.plan.in_layout, op.plan.out_layout
-            m = mpcnn_conv_counts(in_l.shape[0], out_l.shape[0], in_l.shape[1], in_l.shape[2], op.meta["kernel"],
-                                  op.meta["stride"], op.plan.slots, in_l.gap)
-            row["mpcnn_rotations"], row["mpcnn_mults"] = m.rotations, m.plaintext_mults
-        rows.append(row)
-    return rows
-
-
-def plan_report(cm: CompiledModel, engine: type[Engine], depth_needed: int, target: PrecisionTarget) -> dict:
-    p = cm.params
-    counts = cm.program.counts()
-    boots = {f"patch{i}": list(la.bootstraps) for i, la in cm.levels.items()}
-    n_boot = sum(len(b) for b in boots.values())
-    keys = cm.choice.keys
-    per_patch = cm.program.sections[0].counts()
-    return {
-        "backend": cm.backend,
-        "ring_dim": p.ring_dim,
-        "slots": p.slots,
-        "log_q": p.log_q,
-        "log_qp": p.log_qp,
-        "scale_bits": p.scale_bits,
-        "security_bits": p.security_bits(),
-        "depth": p.depth,
-        "depth_needed": depth_needed,
-        "levels_after_bootstrap": cm.choice.boot_level,
-        "bootstraps": n_boot,
-        "bootstraps_per_patch": max((len(b) for b in boots.values()), default=0),
-        "bootstrap_points": boots,
-        "patches": len(cm.partitions),
-        "rotations": int(counts["rotate"] + counts["rotate_many"]),
-        "rotations_per_patch": int(per_patch["rotate"] + per_patch["rotate_many"]),
-        "rotation_keys": len(keys.steps),
-        "rotation_keys_composed": keys.composed,
-        "ct_pt_mults": int(counts["mul_plain"]),
-        "ct_ct_mults": int(counts["mul"]),
-        "rescales": int(counts["rescale"]),
-        "key_switch_key_bytes": engine.key_switch_key_bytes(p),
-        "key_memory_bytes": keys.total_bytes,
-        "key_memory_budget_bytes": keys.budget_bytes,
-        "key_memory_fits": keys.fits,
-        "precision_target_relative": target.max_relative_error,
-        "predicted_max_error": cm.choice.predicted.max_abs if cm.choice.predicted else None,
-        "predicted_relative_error": cm.choice.predicted.relative if cm.choice.predicted else None,
-        "predicted_error_by_source": cm.choice.predicted.parts if cm.choice.predicted else {},
-        "bootstrap_option": None if cm.choice.bootstrap is None else {
-            "level_budget": list(cm.choice.bootstrap.config.level_budget), "iterations": cm.choice.bootstrap.config.iterations,
-            "precision_bits": cm.choice.bootstrap.precision_bits, "rotation_keys": cm.choice.bootstrap.rotation_keys},
-        "output_levels": cm.choice.output_levels,
-        "notes": list(cm.choice.notes),
-        "layers": cm.layer_report,
-    }
-
