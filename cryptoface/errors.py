@@ -86,5 +86,29 @@ class UnsupportedOpError(CompileError):
     """An ONNX op or attribute the importer does not support."""
 
 
+class StoreError(CryptofaceError):
+    """The template store refused an operation: unknown or duplicate identity, unreadable database."""
+
+
+class TamperedRecordError(StoreError):
+    """A stored row does not open under its associated data: edited, swapped or copied."""
+
+
+class UnknownIdentityError(StoreError):
+    """No template is enrolled for this identity (under this model)."""
+
+
+class DuplicateIdentityError(StoreError):
+    """The identity is already enrolled and re-enrollment was not asked for."""
+
+
+class KeyProviderError(StoreError):
+    """The store's data or audit key is missing, unsafe (readable by others, beside the database) or wrong."""
+
+
+class AuditChainError(StoreError):
+    """The audit log's MAC chain breaks: an entry was edited, deleted, inserted or reordered."""
+
+
 class InsecureParametersWarning(UserWarning):
     """`insecure_test_params` is on: encryption may be below 128-bit (tests only)."""
