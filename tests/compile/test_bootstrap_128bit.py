@@ -6,7 +6,7 @@ paper places one. The compiler must find 128-bit bootstrapping parameters that O
 accepts, that fit the key budget, and whose predicted error meets the precision target;
 the run must then meet that prediction.
 
-About 15 minutes and 16 GB here (N=2^16, about 90 evaluation keys): slow-marked.
+About 8 minutes and 18 GB here (N=2^16, 57 evaluation keys of about 240 MiB): slow-marked.
 Command: `.venv/bin/python -m pytest -m slow tests/compile/test_bootstrap_128bit.py -s`.
 """
 
@@ -22,16 +22,17 @@ from cryptoface.models import load_bundle
 from cryptoface.plugins import get_plugins
 from cryptoface.runtime.executors import run_program
 
-# OpenFHE's one-pass bootstrap keeps 11-13 bits; its two-pass one (22+ bits) needs about 20 GB
-# at N=2^16 with this model's keys, more than this 24 GB machine spares. So this study asks
-# for a 1e-2 relative error, and the compiler must deliver what it predicts within it.
-TARGET = PrecisionTarget(max_relative_error=1e-2)
+# OpenFHE's one-pass bootstrap keeps only about 8 bits at N=2^16: the default precision target
+# needs its two-iteration bootstrap, whose keys (13.6 GiB predicted) exceed the default 12 GiB
+# budget. The budget is an explicit option: this study raises it.
+TARGET = PrecisionTarget()
+KEY_BUDGET = 14 * 2**30
 
 
 def compile_small_with_bootstraps():
     bundle = load_bundle("small")
     engine = get_plugins().get("openfhe")
-    opts = CompileOptions(calibration=bundle.calibration_images(), max_depth=10, precision=TARGET)
+    opts = CompileOptions(calibration=bundle.calibration_images(), max_depth=10, precision=TARGET, key_budget=KEY_BUDGET)
     return bundle, engine, compile_model(bundle.onnx_path, engine, opts)
 
 
@@ -41,6 +42,7 @@ def test_the_bootstrapped_plan_is_128_bit_and_accepted_by_openfhe():
     rep, p = cm.program.report, cm.params
     assert rep["security_bits"] == 128 and p.bootstrap is not None
     assert rep["bootstraps_per_patch"] == 1 and rep["bootstraps"] == 4
+    assert rep["bootstrap_option"]["iterations"] == 2
     assert engine.refuses(p) is None
     assert rep["predicted_relative_error"] <= cm.program.report["precision_target_relative"]
 
@@ -61,5 +63,5 @@ def test_small_model_bootstraps_at_128_bit_on_openfhe():
           f"{rep['predicted_relative_error']:.2e}), {res.profile.seconds.get('bootstrap', 0):.0f} s in bootstraps")
     assert res.profile.calls["bootstrap"] == rep["bootstraps"] == 4
     assert rel <= rep["predicted_relative_error"] <= TARGET.max_relative_error
-    assert err.max() <= rep["predicted_max_error"]
+    assert err.max() <= rep["predicted_max_error"] and err.max() < 1e-3 * max(1.0, float(np.abs(ref).max()))
     assert float(out @ ref / (np.linalg.norm(out) * np.linalg.norm(ref))) > 0.9999

@@ -310,7 +310,7 @@ class OpenFHEEngine(Engine):
         if params.bootstrap is None:
             return
         b = params.bootstrap
-        if b.iterations not in planning.BOOT_PRECISION_BITS:
+        if b.iterations not in (1, 2):
             raise ParameterError(f"OpenFHE bootstraps in 1 or 2 iterations, not {b.iterations}")
         true = cls.bootstrap_depth(b.level_budget, params) + b.iterations - 1
         if b.depth != true:
@@ -496,8 +496,7 @@ class OpenFHEEngine(Engine):
             return self.mod_switch_to(ct, target) if self.level(ct) > target else ct
         with _KEY_MAPS.evaluating():
             if p.bootstrap.iterations > 1:  # the second pass corrects the first's error
-                first_bits = int(planning.BOOT_PRECISION_BITS[1])
-                out = self.cc.EvalBootstrap(ct, p.bootstrap.iterations, first_bits)
+                out = self.cc.EvalBootstrap(ct, p.bootstrap.iterations, planning.BOOT_FIRST_PASS_BITS)
             else:
                 out = self.cc.EvalBootstrap(ct)
         if out.GetNoiseScaleDeg() == 2:  # FIXEDMANUAL leaves the last rescale to the caller

@@ -11,9 +11,8 @@ Sources, all checked on this machine (OpenFHE 1.6.1, 64-bit native integers):
   predicts matched a measurement (encrypt 1, multiply by 1, rescale, decrypt) to 2% at N=2^12.
 - Bootstrapping (UNIFORM_TERNARY secret, FIXEDMANUAL) needs first_mod_bits - scale_bits at most
   its correction factor, and is precise only with the scale next to q0: at a 59-bit scale and a
-  60-bit q0 one bootstrap keeps 11.6-12.9 bits and two iterations 24.3-24.7 bits (inputs uniform
-  in [-1, 1], N=2^13 and 2^14, 2048 slots; a 52-bit scale keeps 8 bits, 50 bits 4).
-  Command: `python backends/openfhe/scripts/bootstrap_precision.py`.
+  60-bit q0 one pass keeps 9.6-12.8 bits and two iterations 20.8-23.9 bits (N=2^13..2^15, 2048
+  slots); a 53-bit scale keeps 5-7 bits. Command: `backends/openfhe/scripts/bootstrap_precision.py`.
 """
 
 from __future__ import annotations
@@ -28,8 +27,17 @@ from cryptoface.params import BootstrapConfig, BootstrapOption, CKKSParams
 OPENFHE_DEFAULT_DNUM = 3
 P_PRIME_BITS = 60
 
-# One bootstrap's precision (bits, relative to the input range), measured, rounded down.
-BOOT_PRECISION_BITS = {1: 11.0, 2: 22.0}
+# Bootstrap precision (bits, relative to the input range) by (level budget, iterations) and
+# log2 N, measured with scripts/bootstrap_precision.py (2048 slots, uniform inputs). It drops
+# with the ring: 1 to 1.5 bits per doubling; beyond the last measured ring the planner assumes
+# 1.5 bits per doubling, and it always claims 0.5 bit less than measured. (4,4) is taken as (3,3).
+BOOT_PRECISION_MEASURED = {
+    ((2, 2), 1): {13: 12.6, 14: 11.1, 15: 9.6}, ((2, 2), 2): {13: 23.5, 14: 22.0, 15: 20.8},
+    ((3, 3), 1): {13: 12.8, 14: 11.7, 15: 10.8}, ((3, 3), 2): {13: 23.9, 14: 22.6, 15: 22.0},
+}
+BOOT_PRECISION_MARGIN_BITS = 0.5
+# What OpenFHE's second iteration is told the first one keeps (its `precision` argument).
+BOOT_FIRST_PASS_BITS = 12
 # Two iterations take about 2.5x the time of one (measured 2.5 s vs 1.0 s at N=2^13).
 BOOT_ITERATION_TIME = {1: 1.0, 2: 2.5}
 BOOT_SCALE_BITS, BOOT_FIRST_MOD_BITS = 59, 60
@@ -153,6 +161,18 @@ def key_switch_key_bytes(params: CKKSParams, bound: int) -> int:
 # ---- bootstrapping -------------------------------------------------------------------------------------
 
 
+def bootstrap_precision_bits(ring_dim: int, budget: tuple[int, int], iterations: int) -> float:
+    table = BOOT_PRECISION_MEASURED[((3, 3) if budget == (4, 4) else budget, iterations)]
+    log_n = ring_dim.bit_length() - 1
+    if log_n in table:
+        bits = table[log_n]
+    elif log_n < min(table):
+        bits = table[min(table)]
+    else:
+        bits = table[max(table)] - 1.5 * (log_n - max(table))
+    return bits - BOOT_PRECISION_MARGIN_BITS
+
+
 def bootstrap_keys(slots: int, budget: tuple[int, int]) -> int:
     log_slots = max(4, math.ceil(math.log2(max(1, slots))))
     known = sorted(BOOT_KEYS)
@@ -169,7 +189,7 @@ def bootstrap_options(ring_dim: int, slots: int, bootstrap_depth) -> list[Bootst
             out.append(BootstrapOption(
                 config=BootstrapConfig(level_budget=budget, depth=base + it - 1, input_range=1.0, iterations=it),
                 scale_bits=BOOT_SCALE_BITS, first_mod_bits=BOOT_FIRST_MOD_BITS,
-                precision_bits=BOOT_PRECISION_BITS[it], rotation_keys=bootstrap_keys(slots, budget),
+                precision_bits=bootstrap_precision_bits(ring_dim, budget, it), rotation_keys=bootstrap_keys(slots, budget),
                 relative_time=BOOT_ITERATION_TIME[it],
             ))
     return out
