@@ -141,10 +141,10 @@ def swap_sealed(store):
     conn.execute("UPDATE templates SET nonce = ?, sealed = ? WHERE identity = 'bob'", (a_nonce, a_sealed))
 
 
-def flip_bit(store):
-    sealed = bytearray(raw(store).execute("SELECT sealed FROM templates WHERE identity = 'alice'").fetchone()[0])
+def flip_bit(store, name="alice"):
+    sealed = bytearray(raw(store).execute("SELECT sealed FROM templates WHERE identity = ?", (name,)).fetchone()[0])
     sealed[len(sealed) // 2] ^= 1
-    edit(store, "UPDATE templates SET sealed = ? WHERE identity = 'alice'", bytes(sealed))
+    edit(store, "UPDATE templates SET sealed = ? WHERE identity = ?", bytes(sealed), name)
 
 
 def copy_alice_onto(store, column, value):
@@ -183,11 +183,11 @@ def test_row_moved_to_another_model_or_key_version(store):
 
 
 def test_tampered_row_aborts_rotation_whole(store):
-    flip_bit(store)
+    flip_bit(store, "bob")  # rotation re-wraps alice first, then meets bob
     before = rows(store)
     with pytest.raises(TamperedRecordError):
         store.rotate_key(actor="admin")
-    assert rows(store) == before and get(store, "bob") == BOB
+    assert rows(store) == before and get(store, "alice") == ALICE
 
 
 # --- keys -------------------------------------------------------------------------------------
