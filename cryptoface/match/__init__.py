@@ -1,0 +1,1 @@
+"""Encrypted matching: polynomial approximations and their evaluation (issue 9)."""
