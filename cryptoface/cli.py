@@ -51,6 +51,8 @@ app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help
                   help="End-to-end encrypted face recognition with CKKS.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures (never assert timings).")
 app.add_typer(bench_app, name="bench")
+store_app = typer.Typer(no_args_is_help=True, help="The sealed template store (docs/store.md).")
+app.add_typer(store_app, name="store")
 
 BackendOpt = typer.Option(None, "--backend", "-b", help="Backend name (wins over CRYPTOFACE_BACKEND and cryptoface.toml).")
 ConfigOpt = typer.Option(None, "--config", help="Path to cryptoface.toml (default: ./cryptoface.toml if present).")
@@ -473,6 +475,28 @@ def bench_inference(
         section = f"inference-{Path(model).stem}" + ("" if executors == ["serial"] else "-" + "-".join(executors))
         _write_between_markers(markdown, section, md)
         console.print(f"table written into {markdown} (section {section})")
+
+
+@store_app.command("rotate-key")
+def store_rotate_key(
+    db: Path = typer.Option(..., "--db", help="The template store's SQLite file."),
+    key_file: Path = typer.Option(..., "--key-file", help="The store's key file (0600, outside the database's directory)."),
+    actor: str = typer.Option("cli", help="Who rotates, as recorded in the audit log."),
+) -> None:
+    """Re-wrap every template under a new data-key version, in one transaction."""
+    from .errors import StoreError
+    from .system.keys import FileKeyProvider
+    from .system.store import TemplateStore
+
+    try:
+        if not db.is_file():
+            raise StoreError(f"no template store at {db}")
+        with TemplateStore(db, FileKeyProvider(key_file)) as store:
+            report = store.rotate_key(actor=actor)
+    except CryptofaceError as exc:
+        _fail(exc)
+    console.print(f"re-wrapped {report.rows} templates from key version(s) "
+                  f"{', '.join(map(str, report.from_versions)) or '-'} to {report.to_version}")
 
 
 def _write_between_markers(path: Path, name: str, text: str) -> None:

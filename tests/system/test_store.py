@@ -433,3 +433,25 @@ def test_sigkill_during_rotation_leaves_all_old_or_all_new(dirs, key_file):
                 assert get(s, identity(i)) == template_for(identity(i))
             versions_seen.add(version)
     assert len(versions_seen) > 5  # rotations did commit between kills
+
+
+# --- command line -----------------------------------------------------------------------------------
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cryptoface.cli", "store", "rotate-key", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_rotate_key(dirs, key_file, store):
+    store.close()
+    proc = cli("--db", str(store.path), "--key-file", str(key_file), "--actor", "ops")
+    assert proc.returncode == 0, proc.stderr
+    assert "re-wrapped 2 templates from key version(s) 1 to 2" in proc.stdout
+    with TemplateStore(store.path, FileKeyProvider(key_file)) as s:
+        assert s.key_versions_in_use() == {2: 2} and get(s, "alice") == ALICE
+        assert s.audit_entries()[-2].actor == "ops"
+    for db, mode in ((dirs / "db" / "absent.db", 0o600), (store.path, 0o644)):
+        os.chmod(key_file, mode)
+        proc = cli("--db", str(db), "--key-file", str(key_file))
+        assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (dirs / "db" / "absent.db").exists()
