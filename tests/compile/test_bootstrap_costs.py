@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dags import level_dags  # tests/compile/dags.py (pytest puts this folder on the path)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,20 +116,8 @@ def test_cheap_bootstraps_buy_lower_levels():
     assert math.isclose(total_cost(CHAIN, 4, cheap, 4, lambda n: 0.5, per_level), best)
 
 
-@st.composite
-def costed_dags(draw, max_nodes: int = 8):
-    n = draw(st.integers(2, max_nodes))
-    nodes = [LevelNode("v0")]
-    for k in range(1, n):
-        arity = draw(st.integers(1, min(2, k)))
-        ins = tuple(sorted(set(draw(st.lists(st.integers(max(0, k - 3), k - 1), min_size=arity, max_size=arity)))))
-        nodes.append(LevelNode(f"v{k}", tuple(f"v{i}" for i in ins), draw(st.integers(0, 2)), join=len(ins) > 1,
-                               work=(("rotate", draw(st.integers(0, 20))),)))
-    return LevelGraph(nodes, (f"v{n - 1}",))
-
-
 @settings(max_examples=150, deadline=None)
-@given(costed_dags(), st.integers(2, 6), st.integers(3, 7), st.sampled_from([0.5, 3.0, 40.0]))
+@given(level_dags(max_nodes=8, window=3, costed=True), st.integers(2, 6), st.integers(3, 7), st.sampled_from([0.5, 3.0, 40.0]))
 def test_placement_is_cheapest_by_brute_force(g, input_level, boot_level, boot):
     best, _ = brute_force(g, input_level, boot_level, lambda n: boot, per_level)
     if best == math.inf:

@@ -13,6 +13,7 @@ import math
 from typing import Callable, Iterable
 
 import pytest
+from dags import level_dags  # tests/compile/dags.py (pytest puts this folder on the path)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -160,21 +161,8 @@ def test_post_bootstrap_levels_too_few():
         place_bootstraps(residual_chain(2), input_level=3, boot_level=1)
 
 
-@st.composite
-def random_dags(draw, max_nodes: int = 25):
-    n = draw(st.integers(2, max_nodes))
-    nodes = [LevelNode("v0")]
-    for k in range(1, n):
-        arity = draw(st.integers(1, min(2, k)))
-        # Operands come from the last few values, as in a CNN (keeps the live width small).
-        ins = tuple(sorted(set(draw(st.lists(st.integers(max(0, k - 4), k - 1), min_size=arity, max_size=arity)))))
-        depth = draw(st.integers(0, 2))
-        nodes.append(LevelNode(f"v{k}", tuple(f"v{i}" for i in ins), depth, join=len(ins) > 1, slots=draw(st.sampled_from([256, 4096]))))
-    return LevelGraph(nodes, (f"v{n - 1}",))
-
-
 @settings(max_examples=150, deadline=None)
-@given(random_dags(), st.integers(0, 12), st.integers(0, 3))
+@given(level_dags(), st.integers(0, 12), st.integers(0, 3))
 def test_levels_never_mismatch_or_go_negative(g, input_level, out_levels):
     need = critical_depth(g, out_levels)
     assert (need <= input_level) == feasible(g, input_level, (), 0, out_levels)
@@ -188,7 +176,7 @@ def test_levels_never_mismatch_or_go_negative(g, input_level, out_levels):
 
 
 @settings(max_examples=120, deadline=None)
-@given(random_dags(max_nodes=10), st.integers(2, 6), st.integers(3, 8))
+@given(level_dags(max_nodes=10), st.integers(2, 6), st.integers(3, 8))
 def test_bootstrap_placement_is_cheapest_by_brute_force(g, input_level, boot_level):
     """The placer returns a feasible set of the lowest cost over all subsets, refuses only when
     no subset works, and, with unit costs, uses the fewest bootstraps."""
