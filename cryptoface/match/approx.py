@@ -127,10 +127,10 @@ def sign_approx(stages: int, interval: tuple[float, float] = (-2.0, 2.0),
     return SignApprox(polys, interval, band, tolerance, x.size)
 
 
-def depth_of(degree: int, mapped: bool = True) -> int:
-    """The levels `poly_eval` consumes for one series: ceil(log2(degree + 1)), plus one for
-    the affine map onto [-1, 1] unless the interval already is [-1, 1]."""
-    return math.ceil(math.log2(degree + 1)) + int(mapped)
+def depth_bound(poly: ChebPoly) -> int:
+    """Levels `poly_eval` needs for `poly`: ceil(log2(degree + 1)), plus one for the affine
+    map onto [-1, 1] unless the interval already is [-1, 1]."""
+    return math.ceil(math.log2(poly.degree + 1)) + int(tuple(poly.interval) != (-1.0, 1.0))
 
 
 def markdown_table(meta: dict, degrees: tuple[int, ...] = (15, 31, 47, 63, 127),
@@ -143,13 +143,13 @@ def markdown_table(meta: dict, degrees: tuple[int, ...] = (15, 31, 47, 63, 127),
              "| degree | depth | max relative error |", "|---:|---:|---:|"]
     for d in degrees:
         fit = inv_sqrt_fit(d, interval)
-        lines.append(f"| {d} | {depth_of(d)} | {fit.max_error:.3e} |")
+        lines.append(f"| {d} | {depth_bound(fit.poly)} | {fit.max_error:.3e} |")
     lines += ["", f"sign(x), x = score - threshold in [-2, 2], f_3 composed k times on x/2; band = width of "
               f"{{x : |g(x) - sign(x)| > {SIGN_TOLERANCE}}}:", "",
               "| stages | depth | band |", "|---:|---:|---:|"]
     for k in stage_counts:
         s = sign_approx(k)
-        lines.append(f"| {k} | {depth_of(7) + (k - 1) * depth_of(7, mapped=False)} | {s.band:.4f} |")
+        lines.append(f"| {k} | {sum(depth_bound(p) for p in s.stages)} | {s.band:.4f} |")
     return "\n".join(lines)
 
 

@@ -2,7 +2,6 @@
 
 Baby-step giant-step in the Chebyshev basis (Paterson-Stockmeyer style):
 - map x in [lo, hi] onto t in [-1, 1] (one mul_plain; skipped when the interval is [-1, 1]);
-  a degree-1 term c T_1(t) is folded into the map (c a x + c b), so leaves never wait for it;
 - baby steps T_1 .. T_{k-1} and giant steps T_k, T_2k, T_4k, ... by T_2n = 2 T_n^2 - 1 and
   T_{m+n} = 2 T_m T_n - T_{m-n}, m the largest power of two below m + n (depth-optimal);
 - recursive division p = q T_G + r by the largest giant G <= deg p (exact in the Chebyshev
@@ -28,7 +27,7 @@ from typing import Generic, Protocol, Sequence, TypeVar
 import numpy as np
 
 from ..backend import Ciphertext, HEContext
-from .approx import ChebPoly
+from .approx import ChebPoly, depth_bound
 
 V = TypeVar("V")
 
@@ -89,15 +88,8 @@ class _Schedule(Generic[V]):
         return self.cheb[i]
 
     def leaf(self, c: np.ndarray) -> V | float:
-        terms = [(float(c[i]), self.t(i)) for i in range(2, len(c)) if c[i] != 0]
-        const = float(c[0])
-        if len(c) > 1 and c[1] != 0:  # c1 T_1 = c1 a x + c1 b: no wait for the map
-            if self.identity:
-                terms.append((float(c[1]), self.x))
-            else:
-                terms.append((float(c[1]) * self.a, self.x))
-                const += float(c[1]) * self.b
-        return self.arith.combine(terms, const) if terms else const
+        terms = [(float(c[i]), self.t(i)) for i in range(1, len(c)) if c[i] != 0]
+        return self.arith.combine(terms, float(c[0])) if terms else float(c[0])
 
     def giant(self, d: int) -> int:
         g = self.k
@@ -198,11 +190,6 @@ class Plan:
     depth: int
     products: int
     relabels: int
-
-
-def depth_bound(poly: ChebPoly) -> int:
-    """ceil(log2(degree + 1)), plus one for the map unless the interval is [-1, 1]."""
-    return math.ceil(math.log2(poly.degree + 1)) + int(tuple(poly.interval) != (-1.0, 1.0))
 
 
 def plan(poly: ChebPoly) -> Plan:

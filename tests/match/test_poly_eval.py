@@ -51,14 +51,14 @@ def test_division_is_exact() -> None:
 
 @pytest.mark.parametrize("mapped", [True, False])
 def test_depth_is_log2_degree_plus_one_plus_the_map(mapped: bool) -> None:
-    """Exactly the bound at degree 2^m - 1 (m >= 2); degree 1 folds the map into its one term."""
+    """Exactly the bound at every degree 2^m - 1."""
     interval = (0.5, 3.0) if mapped else (-1.0, 1.0)
     for degree in range(1, 130):
         poly = _poly(degree, interval)
         p = plan(poly)
         assert depth_bound(poly) == math.ceil(math.log2(degree + 1)) + int(mapped)
         assert p.depth <= depth_bound(poly) and p.relabels == 0, (degree, p)
-        if degree >= 3 and degree + 1 == 1 << (degree + 1).bit_length() - 1:  # 2^m - 1: no slack
+        if degree + 1 == 1 << (degree + 1).bit_length() - 1:  # 2^m - 1: no slack
             assert p.depth == depth_bound(poly), (degree, p)
         assert evaluate_plain(poly, np.zeros(1)).depth == p.depth
 
