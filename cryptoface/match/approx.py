@@ -23,6 +23,8 @@ from typing import Callable
 import numpy as np
 from numpy.polynomial import chebyshev as C
 
+from ..errors import InvalidInputError
+
 GRID_POINTS = 200_001
 SIGN_TOLERANCE = 0.1
 F3_POWER = (0.0, 35 / 16, 0.0, -35 / 16, 0.0, 21 / 16, 0.0, -5 / 16)
@@ -117,7 +119,7 @@ def sign_approx(stages: int, interval: tuple[float, float] = (-2.0, 2.0),
                 tolerance: float = SIGN_TOLERANCE) -> SignApprox:
     """`stages` compositions of f_3, the first mapping `interval` (symmetric) onto [-1, 1]."""
     if stages < 1 or interval[0] != -interval[1]:
-        raise ValueError("sign_approx needs at least one stage and an interval symmetric about 0")
+        raise InvalidInputError("sign_approx needs at least one stage and an interval symmetric about 0")
     f3 = tuple(float(c) for c in C.poly2cheb(F3_POWER))
     polys = (ChebPoly(f3, interval),) + (ChebPoly(f3, (-1.0, 1.0)),) * (stages - 1)
     probe = SignApprox(polys, interval, 0.0, tolerance, GRID_POINTS)

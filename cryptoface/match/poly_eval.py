@@ -27,6 +27,7 @@ from typing import Generic, Protocol, Sequence, TypeVar
 import numpy as np
 
 from ..backend import Ciphertext, HEContext
+from ..errors import InvalidInputError
 from .approx import ChebPoly, depth_bound
 
 V = TypeVar("V")
@@ -35,7 +36,6 @@ V = TypeVar("V")
 class Arith(Protocol[V]):
     """The operations the schedule needs; each says how many levels it consumes."""
 
-    def depth(self, u: V) -> int: ...
     def affine(self, x: V, a: float, b: float) -> V: ...  # a x + b, one level
     def product(self, u: V, v: V) -> V: ...  # u v, one level
     def combine(self, terms: Sequence[tuple[float, V]], const: float) -> V: ...  # one level
@@ -114,10 +114,10 @@ class _Schedule(Generic[V]):
 def run(arith: Arith[V], x: V, poly: ChebPoly, k: int) -> V:
     """poly(x) by the schedule with baby-step size k (a power of two >= 2)."""
     if k < 2 or k & (k - 1):
-        raise ValueError(f"baby-step size must be a power of two >= 2, not {k}")
+        raise InvalidInputError(f"baby-step size must be a power of two >= 2, not {k}")
     out = _Schedule(arith, x, poly.interval, k).series(np.asarray(poly.coeffs, dtype=np.float64))
     if isinstance(out, float):
-        raise ValueError("a constant polynomial needs no evaluation")
+        raise InvalidInputError("a constant polynomial needs no evaluation: evaluate polynomials of degree >= 1")
     return out
 
 
@@ -154,9 +154,6 @@ class NumpyArith:
     def __init__(self) -> None:
         self.products = 0
         self.relabels = 0
-
-    def depth(self, u: PlainValue) -> int:
-        return u.depth
 
     def affine(self, x: PlainValue, a: float, b: float) -> PlainValue:
         return PlainValue(a * x.values + b, x.depth + 1)
@@ -219,8 +216,8 @@ def evaluate_plain(poly: ChebPoly, x: np.ndarray, k: int | None = None) -> Plain
 class HEArith:
     """The schedule on `HEContext` ciphertexts: every operation through the checked API."""
 
-    def __init__(self, ctx: HEContext, start_level: int) -> None:
-        self.ctx, self.start = ctx, start_level
+    def __init__(self, ctx: HEContext) -> None:
+        self.ctx = ctx
 
     def _const(self, c: float) -> np.ndarray:
         return np.full(self.ctx.slots, c)
@@ -228,9 +225,6 @@ class HEArith:
     def _common(self, *cts: Ciphertext) -> list[Ciphertext]:
         level = min(ct.level for ct in cts)
         return [self.ctx.mod_switch_to(ct, level) for ct in cts]
-
-    def depth(self, u: Ciphertext) -> int:
-        return self.start - u.level
 
     def affine(self, x: Ciphertext, a: float, b: float) -> Ciphertext:
         return self.ctx.add_plain(self.ctx.rescale(self.ctx.mul_plain(x, self._const(a))), self._const(b))
@@ -278,7 +272,7 @@ class HEArith:
 def evaluate_encrypted(ctx: HEContext, ct: Ciphertext, poly: ChebPoly, k: int | None = None) -> Ciphertext:
     """poly(ct) slot-wise; consumes `plan(poly).depth` levels (the schedule's depth)."""
     k = plan(poly).k if k is None else k
-    return run(HEArith(ctx, ct.level), ct, poly, k)
+    return run(HEArith(ctx), ct, poly, k)
 
 
 def evaluate_stages_plain(stages: Sequence[ChebPoly], x: np.ndarray) -> PlainValue:

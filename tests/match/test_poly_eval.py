@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from numpy.polynomial import chebyshev as C
 
-from cryptoface.match.approx import ChebPoly
-from cryptoface.match.poly_eval import NumpyArith, PlainValue, depth_bound, divide, evaluate_plain, plan, run
+from cryptoface.backend import HEContext
+from cryptoface.errors import InvalidInputError, LevelExhaustedError
+from cryptoface.match.approx import ChebPoly, sign_approx
+from cryptoface.match.poly_eval import (NumpyArith, PlainValue, depth_bound, divide, evaluate_encrypted,
+                                        evaluate_plain, plan, run)
+from cryptoface.params import CKKSParams
+from cryptoface.simulator import SimulatorEngine
 
 RNG = np.random.default_rng(7)
 
@@ -67,3 +72,16 @@ def test_products_grow_linearly_not_quadratically() -> None:
     """d/2 + log d products with k = 2 (the depth-optimal choice), not one per power."""
     for degree in (31, 63, 127):
         assert plan(_poly(degree, (1.0, 2.0))).products <= degree // 2 + 2 * math.ceil(math.log2(degree + 1))
+
+
+def test_bad_requests_are_clear_errors() -> None:
+    with pytest.raises(InvalidInputError, match="constant polynomial"):
+        evaluate_plain(ChebPoly((1.0, 0.0), (0.0, 1.0)), np.zeros(3))
+    with pytest.raises(InvalidInputError, match="power of two"):
+        evaluate_plain(_poly(5, (0.0, 1.0)), np.zeros(3), k=3)
+    with pytest.raises(InvalidInputError, match="symmetric"):
+        sign_approx(2, (0.0, 1.0))
+    shallow = CKKSParams(ring_dim=16384, depth=5, scale_bits=40, first_mod_bits=50, special_mod_bits=60, slots=64)
+    ctx = HEContext.create(SimulatorEngine, shallow)
+    with pytest.raises(LevelExhaustedError):  # degree 63 needs 7 levels
+        evaluate_encrypted(ctx, ctx.encrypt(np.full(64, 0.5)), _poly(63, (0.0, 1.0)))
