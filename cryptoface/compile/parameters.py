@@ -247,6 +247,9 @@ def _bootstrapped(engine: type[Engine], req: ParameterRequest, n: int, opt: Boot
             why = str(exc)
         if why is None:
             predicted = predict(params, opt)
+            if math.isinf(predicted.relative):
+                rejected.append(f"{label}: {opt.precision_bits:.1f} bits of bootstrap precision, fewer than the target needs")
+                return None
             if predicted.relative > req.max_relative_error:
                 rejected.append(f"{label}: predicted error {predicted.relative:.1e} > target {req.max_relative_error:.1e}")
                 return None

@@ -6,7 +6,9 @@ paper places one. The compiler must find 128-bit bootstrapping parameters that O
 accepts, that fit the key budget, and whose predicted error meets the precision target;
 the run must then meet that prediction.
 
-About 8 minutes and 18 GB here (N=2^16, 57 evaluation keys of about 240 MiB): slow-marked.
+About 8 minutes and 18 GB here (the compiler takes N=2^17, where 3 key-switching digits fit
+and 57 keys take 13.6 GiB; at N=2^16 the same chain needs more digits and larger keys):
+slow-marked.
 Command: `.venv/bin/python -m pytest -m slow tests/compile/test_bootstrap_128bit.py -s`.
 """
 
@@ -22,7 +24,7 @@ from cryptoface.models import load_bundle
 from cryptoface.plugins import get_plugins
 from cryptoface.runtime.executors import run_program
 
-# OpenFHE's one-pass bootstrap keeps only about 8 bits at N=2^16: the default precision target
+# OpenFHE's one-pass bootstrap keeps only 7-9 bits at N >= 2^16: the default precision target
 # needs its two-iteration bootstrap, whose keys (13.6 GiB predicted) exceed the default 12 GiB
 # budget. The budget is an explicit option: this study raises it.
 TARGET = PrecisionTarget()
