@@ -102,7 +102,10 @@ def test_small_model_on_every_backend(backend):
     cm = compile_model(bundle.onnx_path, engine, CompileOptions(calibration=bundle.calibration_images()))
     ctx = cm.create_context(engine)
     x = bundle.preprocess(load_orl()[0][7])
-    res = run_program(ctx.public(), cm.program, cm.encrypt(ctx, x))
+    # Evaluated with the client's context: this test is about precision, and the SEAL engines'
+    # public() copies every key through bytes (Pyfhel peaked at 19.8 GB here with it). The
+    # client/server split is tested by the conformance suite and tests/program.
+    res = run_program(ctx, cm.program, cm.encrypt(ctx, x))
     out, ref = cm.decode(ctx.decrypt(res.outputs["embedding"])), cm.reference(x)
     rep = cm.program.report
     # The compiler planned for its precision target (5e-4 relative): the run must meet both the
