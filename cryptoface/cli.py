@@ -187,11 +187,9 @@ def _compile_options(bundle, insecure: bool, max_depth: Optional[int] = None, ma
     from .compile.pipeline import CompileOptions
     from .compile.precision import PrecisionTarget
 
-    opts = CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure, max_depth=max_depth,
-                          key_budget=None if key_memory_gb is None else int(key_memory_gb * 2**30))
-    if max_relative_error is not None:
-        opts.precision = PrecisionTarget(max_relative_error=max_relative_error)
-    return opts
+    return CompileOptions(calibration=bundle.calibration_images(), insecure_test_params=insecure, max_depth=max_depth,
+                          key_budget=None if key_memory_gb is None else int(key_memory_gb * 2**30),
+                          precision=PrecisionTarget() if max_relative_error is None else PrecisionTarget(max_relative_error))
 
 
 def _compile(model: str, backend: Optional[str], config_path: Optional[Path], insecure: bool = False, **options):

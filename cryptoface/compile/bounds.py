@@ -49,12 +49,18 @@ def calibration_feeds(graph: Graph, calibration: Iterable[np.ndarray | Mapping[s
     ]
 
 
+def random_feeds(graph: Graph, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Uniform [-1, 1] draws for every input: the range the client's preprocessing produces,
+    for models compiled without calibration data."""
+    rng = np.random.default_rng(seed)
+    return [{i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs} for _ in range(count)]
+
+
 def calibrate(graph: Graph, calibration: Iterable[np.ndarray | Mapping[str, np.ndarray]] | None = None) -> dict[str, float]:
     """Largest |value| per IR value over the calibration inputs (arrays for the first input,
     or dicts of every input), or over uniform [-1, 1] draws for every input without them."""
     if calibration is None:
-        rng = np.random.default_rng(0)
-        feeds_list = [{i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs} for _ in range(RANDOM_DRAWS)]
+        feeds_list = random_feeds(graph, RANDOM_DRAWS, seed=0)
     else:
         feeds_list = calibration_feeds(graph, calibration)
     peaks: dict[str, float] = {}

@@ -285,13 +285,17 @@ def estimated_cost(engine: type[Engine], params: CKKSParams, keys: "KeyPlan", op
     NTTs); encoding and multiplying a plaintext about N log N x L. Composed rotations cost their
     NAF weight in key switches. Only ratios between candidate parameter sets matter.
     """
-    logn = math.log2(params.ring_dim)
-    ks = engine.key_switch_key_bytes(params) / 16 * logn
-    pt = params.ring_dim * logn * (params.depth + 1)
+    ks = _key_switch_cost(engine, params)
+    pt = params.ring_dim * math.log2(params.ring_dim) * (params.depth + 1)
     rotations, mults = op_counts
     if keys.composed:
         rotations *= 2.5  # mean NAF weight of the steps a CNN layer uses
     return rotations * ks + mults * pt
+
+
+def _key_switch_cost(engine: type[Engine], params: CKKSParams) -> float:
+    """One key switch touches every word of its key, with NTTs: key words x log N."""
+    return engine.key_switch_key_bytes(params) / 16 * math.log2(params.ring_dim)
 
 
 def _bootstrapped_cost(engine: type[Engine], req: ParameterRequest, choice: ParameterChoice) -> float:
@@ -301,8 +305,7 @@ def _bootstrapped_cost(engine: type[Engine], req: ParameterRequest, choice: Para
     per_interval = max(1, choice.boot_level - 1)
     first_segment = choice.input_level
     boots = req.patches * max(0, math.ceil((req.depth_needed + choice.output_levels - first_segment) / per_interval))
-    logn = math.log2(p.ring_dim)
-    one_boot = choice.bootstrap.relative_time * 2 * choice.bootstrap.rotation_keys * engine.key_switch_key_bytes(p) / 16 * logn
+    one_boot = choice.bootstrap.relative_time * 2 * choice.bootstrap.rotation_keys * _key_switch_cost(engine, p)
     return estimated_cost(engine, p, choice.keys, req.op_counts) + boots * one_boot
 
 

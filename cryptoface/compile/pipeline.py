@@ -23,7 +23,7 @@ from ..plugins import get_plugins
 from ..program import ConstantTable, HEProgram, ModelRecord
 from ..program.layout import Layout
 from .bootstrap import place_bootstraps
-from .bounds import calibrate, calibration_feeds, headroom_bits, holders_of, prescale, program_bounds
+from .bounds import calibrate, calibration_feeds, headroom_bits, holders_of, prescale, program_bounds, random_feeds
 from .combine import combine
 from .compose_rotations import compose_rotations
 from .costs import OpCosts
@@ -161,8 +161,7 @@ def precision_feeds(graph: Graph, calibration: np.ndarray | None, count: int = 2
     [-1, 1] draws (the range the client's preprocessing produces)."""
     if calibration is not None and len(calibration):
         return calibration_feeds(graph, list(calibration)[:count])
-    rng = np.random.default_rng(1)
-    return [{i: rng.uniform(-1, 1, graph.shape(i)) for i in graph.inputs} for _ in range(count)]
+    return random_feeds(graph, count, seed=1)
 
 
 def _produced_values(parts: list[PackedPartition]) -> list[ProducedValue]:
@@ -173,8 +172,9 @@ def _produced_values(parts: list[PackedPartition]) -> list[ProducedValue]:
             if op.kind == "input":
                 out.append(ProducedValue(op.name, 0, 0, fresh=True))
                 continue
-            switches = (2 if op.plan is not None and op.plan.counts.rotations else 0) + (1 if op.kind in ("mul", "quadratic") else 0)
-            out.append(ProducedValue(op.name, op.depth, switches, product=op.kind in ("mul", "quadratic")))
+            product = op.kind in ("mul", "quadratic")  # relinearized, and relabelled at joins
+            switches = (2 if op.plan is not None and op.plan.counts.rotations else 0) + int(product)
+            out.append(ProducedValue(op.name, op.depth, switches, product=product))
     return out
 
 

@@ -91,33 +91,26 @@ class PrecisionModel:
         self.feeds = list(feeds)
         self.produced = {p.name: p for p in produced}
         self.refs = [run_reference(graph, f)[graph.outputs[0]].reshape(-1) for f in self.feeds]
-        self.noise = self._noise("noise", trials)
-        self.fresh = self._noise("fresh", trials)
+        events = {p.name: p.rescales + p.key_switches for p in produced if not p.fresh}
+        self.noise = self._gaussian({v: UNIT * math.sqrt(e) for v, e in events.items() if e}, trials, seed=0)
+        self.fresh = self._gaussian({p.name: UNIT for p in produced if p.fresh}, trials, seed=500)
 
-    def _noise(self, kind: str, trials: int) -> tuple[float, float]:
-        by_name = self.produced
-
-        def run(seed: int) -> tuple[float, float]:
+    def _gaussian(self, std: Mapping[str, float], trials: int, seed: int) -> tuple[float, float]:
+        """Worst output deviation per UNIT over `trials` runs, each value v (a graph input or a
+        computed value) receiving Gaussian noise of std std[v]."""
+        def run(trial: int) -> tuple[float, float]:
             def for_feed(k: int):
-                rng = np.random.default_rng(1000 * seed + k + (0 if kind == "noise" else 500))
+                rng = np.random.default_rng(seed + 1000 * trial + k)
 
                 def on_inputs(feed):
-                    if kind != "fresh":
-                        return feed
-                    return {n: v + (rng.normal(0, UNIT, v.shape) if n in by_name else 0) for n, v in feed.items()}
+                    return {n: v + rng.normal(0, std[n], v.shape) if n in std else v for n, v in feed.items()}
 
                 def on_node(name, value):
-                    p = by_name.get(name)
-                    if p is None:
-                        return value
-                    if kind == "fresh":
-                        return value + rng.normal(0, UNIT, value.shape) if p.fresh else value
-                    events = p.rescales + p.key_switches
-                    return value + rng.normal(0, UNIT * math.sqrt(events), value.shape) if events else value
+                    return value + rng.normal(0, std[name], value.shape) if name in std else value
                 return on_inputs, on_node
             return _deviation(self.graph, self.feeds, self.refs, for_feed)
 
-        runs = [run(s) for s in range(trials)]
+        runs = [run(t) for t in range(trials)]
         return max(r[0] for r in runs), max(r[1] for r in runs)
 
     def drift(self, factors: Mapping[str, float]) -> tuple[float, float]:
@@ -135,17 +128,7 @@ class PrecisionModel:
         receiving an error of std UNIT x bounds[v] (its prescale range)."""
         if not bounds:
             return 0.0, 0.0
-        runs = []
-        for s in range(trials):
-            def for_feed(k: int, s=s):
-                rng = np.random.default_rng(7000 + 1000 * s + k)
-
-                def on_node(name, value):
-                    b = bounds.get(name)
-                    return value if b is None else value + rng.normal(0, UNIT * b, value.shape)
-                return (lambda feed: feed), on_node
-            runs.append(_deviation(self.graph, self.feeds, self.refs, for_feed))
-        return max(r[0] for r in runs), max(r[1] for r in runs)
+        return self._gaussian({v: UNIT * b for v, b in bounds.items()}, trials, seed=7000)
 
     def predict(self, params: CKKSParams, drift: tuple[float, float] = (0.0, 0.0),
                 boot: tuple[float, float] = (0.0, 0.0), boot_precision_bits: float | None = None) -> PredictedError:
